@@ -1,0 +1,1 @@
+"""Data: dataset readers, the albumentations pipeline and the LightningDataModule."""

@@ -1,0 +1,172 @@
+"""Shared building blocks: conv-norm-act, depthwise-separable conv, resizing, init helpers.
+
+Every decoder in seglab is composed from these, so that a change of normalisation or activation
+is one argument, not a new class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_NORMS: dict[str, Callable[[int], nn.Module]] = {
+    "bn": nn.BatchNorm2d,
+    "batchnorm": nn.BatchNorm2d,
+    "gn": lambda c: nn.GroupNorm(min(32, c) if c % min(32, c) == 0 else 1, c),
+    "in": lambda c: nn.InstanceNorm2d(c, affine=True),
+}
+_ACTS: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "relu6": lambda: nn.ReLU6(inplace=True),
+    "silu": lambda: nn.SiLU(inplace=True),
+    "swish": lambda: nn.SiLU(inplace=True),
+    "gelu": nn.GELU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.01, inplace=True),
+}
+
+
+def make_norm(norm: str | None, channels: int) -> nn.Module:
+    """Builds a normalisation layer by name (`bn`, `gn`, `in`) or an identity for None."""
+    if norm is None:
+        return nn.Identity()
+    if norm not in _NORMS:
+        raise ValueError(f"Unknown norm {norm!r}; choose one of {sorted(_NORMS)} or None.")
+    return _NORMS[norm](channels)
+
+
+def make_act(act: str | None) -> nn.Module:
+    """Builds an activation by name (`relu`, `relu6`, `silu`, `gelu`, ...) or an identity."""
+    if act is None:
+        return nn.Identity()
+    if act not in _ACTS:
+        raise ValueError(f"Unknown activation {act!r}; choose one of {sorted(_ACTS)} or None.")
+    return _ACTS[act]()
+
+
+class ConvNormAct(nn.Sequential):
+    """Conv2d -> norm -> activation, with 'same' padding for any kernel and dilation.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Square kernel size.
+        stride: Convolution stride.
+        dilation: Atrous rate.
+        groups: Convolution groups (``in_channels`` for depthwise).
+        norm: Normalisation name or None.
+        act: Activation name or None.
+        bias: Conv bias; by default only when there is no norm.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        norm: str | None = "bn",
+        act: str | None = "relu",
+        bias: bool | None = None,
+    ) -> None:
+        padding = dilation * (kernel_size - 1) // 2
+        conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias=norm is None if bias is None else bias,
+        )
+        super().__init__(conv, make_norm(norm, out_channels), make_act(act))
+        self.in_channels, self.out_channels = in_channels, out_channels
+
+
+class SeparableConv(nn.Sequential):
+    """Depthwise conv -> pointwise conv, each followed by norm and activation (Xception style).
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Depthwise kernel size.
+        stride: Depthwise stride.
+        dilation: Depthwise atrous rate.
+        norm: Normalisation name or None.
+        act: Activation name or None.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
+        norm: str | None = "bn",
+        act: str | None = "relu",
+    ) -> None:
+        super().__init__(
+            ConvNormAct(in_channels, in_channels, kernel_size, stride, dilation, in_channels, norm, act),
+            ConvNormAct(in_channels, out_channels, 1, norm=norm, act=act),
+        )
+        self.in_channels, self.out_channels = in_channels, out_channels
+
+
+def double_conv(
+    in_channels: int, out_channels: int, norm: str | None = "bn", act: str | None = "relu"
+) -> nn.Sequential:
+    """Two 3x3 conv-norm-act layers, the U-Net level block."""
+    return nn.Sequential(
+        ConvNormAct(in_channels, out_channels, 3, norm=norm, act=act),
+        ConvNormAct(out_channels, out_channels, 3, norm=norm, act=act),
+    )
+
+
+def resize_to(
+    x: torch.Tensor, size: torch.Tensor | Sequence[int], mode: str = "bilinear"
+) -> torch.Tensor:
+    """Resizes ``x`` to a spatial size, or to the spatial size of a reference tensor.
+
+    Args:
+        x: Tensor ``(B, C, h, w)``.
+        size: ``(H, W)`` or a tensor whose last two dimensions give it.
+        mode: Interpolation mode.
+
+    Returns:
+        ``(B, C, H, W)``; ``x`` itself when the size already matches.
+    """
+    target = tuple(size.shape[-2:]) if isinstance(size, torch.Tensor) else tuple(size)
+    if tuple(x.shape[-2:]) == target:
+        return x
+    align = False if mode in ("bilinear", "bicubic") else None
+    return F.interpolate(x, size=target, mode=mode, align_corners=align)
+
+
+def init_weights(module: nn.Module) -> None:
+    """Kaiming-normal convs, unit norms, zero biases (the He et al. initialisation)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
+    """Weights that make a ConvTranspose2d (groups=channels or diagonal) bilinear up-sampling."""
+    factor = (kernel_size + 1) // 2
+    center = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
+    og = torch.arange(kernel_size, dtype=torch.float32)
+    filt = 1 - (og - center).abs() / factor
+    kernel = filt[:, None] * filt[None, :]
+    weight = torch.zeros(channels, channels, kernel_size, kernel_size)
+    weight[range(channels), range(channels)] = kernel
+    return weight
