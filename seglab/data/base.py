@@ -72,6 +72,7 @@ class SegDataset(Dataset):
     num_classes: int | None = None
     ignore_index: int | None = None
     class_names: list[str] | None = None
+    weight_map: dict[str, float] | None = None  # {w0, sigma}: add the U-Net weight map
 
     def __init__(
         self,
@@ -82,6 +83,15 @@ class SegDataset(Dataset):
         self.transform = transform
         self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32)[:, None, None]
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32)[:, None, None]
+        self._weights: dict[int, np.ndarray] = {}
+
+    def _weight(self, index: int, mask: np.ndarray) -> np.ndarray:
+        """The U-Net weight map of the raw mask, computed once per item."""
+        if index not in self._weights:
+            from seglab.data.weightmap import unet_weight_map
+
+            self._weights[index] = unet_weight_map(mask, **(self.weight_map or {}))
+        return self._weights[index]
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -93,6 +103,8 @@ class SegDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.load(index)
         image, mask, weight = sample["image"], sample.get("mask"), sample.get("weight")
+        if self.weight_map is not None and mask is not None and weight is None:
+            weight = self._weight(index, mask)
         if self.transform is not None:
             kw: dict[str, Any] = {"image": image}
             if mask is not None:

@@ -112,7 +112,9 @@ class SeparableConv(nn.Sequential):
         act: str | None = "relu",
     ) -> None:
         super().__init__(
-            ConvNormAct(in_channels, in_channels, kernel_size, stride, dilation, in_channels, norm, act),
+            ConvNormAct(
+                in_channels, in_channels, kernel_size, stride, dilation, in_channels, norm, act
+            ),
             ConvNormAct(in_channels, out_channels, 1, norm=norm, act=act),
         )
         self.in_channels, self.out_channels = in_channels, out_channels

@@ -143,7 +143,9 @@ class TimmEncoder(Encoder):
             from seglab.models.dilation import dilated_timm_encoder
 
             kwargs.pop("output_stride")
-            self.model = dilated_timm_encoder(name, output_stride, err, **kwargs)
+            self.model = dilated_timm_encoder(
+                name, output_stride, err, create_fn=timm.create_model, **kwargs
+            )
         self.in_channels = in_channels
         self.channels = list(self.model.feature_info.channels())
         self.reductions = list(self.model.feature_info.reduction())

@@ -59,7 +59,8 @@ class UNetDecoder(nn.Module):
         red = list(reductions)[::-1]
         ins = [encoder_channels[-1], *outs[:-1]]
         self.ups = nn.ModuleList(
-            up_layer(i, o, red[k] // red[k + 1], upsample) for k, (i, o) in enumerate(zip(ins, outs))
+            up_layer(i, o, red[k] // red[k + 1], upsample)
+            for k, (i, o) in enumerate(zip(ins, outs))
         )
         self.blocks = nn.ModuleList(block(o + s, o) for o, s in zip(outs, skips))
         self.out_channels = outs[-1]
@@ -125,7 +126,9 @@ def build_unet(
 ) -> UNet:
     """The original U-Net; with a timm encoder the decoder narrows 256 -> 16 like smp's."""
     if encoder_name == "unet":
-        enc = create_encoder("unet", in_channels, base_channels=base_channels, depth=depth, norm=norm)
+        enc = create_encoder(
+            "unet", in_channels, base_channels=base_channels, depth=depth, norm=norm
+        )
     else:
         enc = create_encoder(encoder_name, in_channels, output_stride, weights)
         decoder_channels = decoder_channels or timm_decoder_channels(enc)

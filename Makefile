@@ -1,0 +1,48 @@
+# seglab: `make install` then `make test` on a fresh machine; `make train` trains the default.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+EXP     ?= default
+ARGS    ?=
+export WANDB_MODE ?= offline
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: help install test test-fast lint format train validate check-data notebooks bench clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@echo "  variables: EXP=<experiments/EXP.yaml> ARGS=\"--trainer.max_epochs=2 ...\""
+
+install:  ## Create .venv and install seglab with its dev extras
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+
+test:  ## Run the test suite
+	$(BIN)/pytest -q -p no:cacheprovider tests
+
+lint:  ## ruff check and format check
+	$(BIN)/ruff check seglab tests benchmarks
+	$(BIN)/ruff format --check seglab tests benchmarks
+
+format:  ## ruff format and autofix
+	$(BIN)/ruff format seglab tests benchmarks
+	$(BIN)/ruff check --fix seglab tests benchmarks
+
+train:  ## Train experiments/$(EXP).yaml (default: the embedded synthetic data)
+	$(BIN)/seglab fit --config experiments/$(EXP).yaml $(ARGS)
+
+validate:  ## Validate experiments/$(EXP).yaml (pass ARGS="--ckpt_path=...")
+	$(BIN)/seglab validate --config experiments/$(EXP).yaml $(ARGS)
+
+check-data:  ## Check the data of experiments/$(EXP).yaml without training
+	$(BIN)/seglab check-data --config experiments/$(EXP).yaml $(ARGS)
+
+notebooks:  ## Execute every notebook in FAST mode
+	FAST=1 $(BIN)/pytest -q --nbmake notebooks
+
+bench:  ## Run the benchmarks (writes benchmarks/RESULTS.md)
+	$(BIN)/python benchmarks/run.py
+
+clean:  ## Remove runs and caches
+	rm -rf runs lightning_logs wandb .pytest_cache

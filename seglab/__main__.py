@@ -1,0 +1,5 @@
+"""``python -m seglab``: the same as the ``seglab`` command."""
+
+from seglab.cli import main
+
+main()

@@ -1,0 +1,136 @@
+"""The ``seglab`` command: LightningCLI subcommands plus seglab's own tools.
+
+``seglab fit|validate|test|predict --config experiments/X.yaml [--key=value ...]`` (also
+``python -m seglab``); ``seglab compare|export|check-data|models`` are dispatched to their
+modules. Each LightningCLI run gets its folder ``runs/<experiment>/<timestamp>/``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+
+from seglab.checkpoint import AtomicCheckpointIO
+from seglab.data.datamodule import SegDataModule
+from seglab.runs import MaskWriter, RunSummary, latest_run_with_last, new_run_dir
+from seglab.tasks.base import SegmentationTask, check_task
+
+TOOLS = {
+    "compare": "seglab.compare",
+    "export": "seglab.export",
+    "check-data": "seglab.data.checks",
+    "models": "seglab.model_cards",
+}
+
+
+class SeglabCLI(LightningCLI):
+    """LightningCLI with seglab's run folder, checkpointing and summary."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--run.experiment",
+            type=str | None,
+            default=None,
+            help="Run name (default: config file stem).",
+        )
+        parser.add_argument(
+            "--run.root", type=str, default="runs", help="Folder that holds all runs."
+        )
+        parser.add_argument(
+            "--run.monitor", type=str, default="val/mIoU", help="Metric for the best checkpoint."
+        )
+        parser.add_argument(
+            "--run.mode", type=str, default="max", help="max or min for run.monitor."
+        )
+        parser.add_argument(
+            "--run.num_overlays", type=int, default=4, help="Validation overlays drawn."
+        )
+        parser.add_argument(
+            "--run.wandb", type=bool, default=False, help="Also log to Weights & Biases."
+        )
+        parser.add_argument("--run.wandb_project", type=str, default="seglab", help="W&B project.")
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand]
+        model_args = cfg.model.init_args if hasattr(cfg.model, "init_args") else cfg.model
+        check_task(model_args.task, model_args.num_classes)
+        run = cfg.run
+        if not run.experiment:
+            configs = cfg.get("config") or []
+            run.experiment = Path(str(configs[-1])).stem if configs else "default"
+        resumed = None
+        if self.subcommand == "fit" and cfg.get("ckpt_path") == "last":
+            resumed = latest_run_with_last(run.root, run.experiment)
+            if resumed is None:
+                raise FileNotFoundError(
+                    f"--ckpt_path last: no earlier run of {run.experiment!r} under {run.root}/ "
+                    "holds checkpoints/last.ckpt; start without --ckpt_path."
+                )
+            cfg.ckpt_path = str(resumed / "checkpoints" / "last.ckpt")
+            os.environ["SEGLAB_RUN_DIR"] = str(resumed)
+        self.run_dir = new_run_dir(run.root, run.experiment)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        run = self.config[self.subcommand].run
+        loggers: list[Any] = [CSVLogger(save_dir=str(self.run_dir), name="", version="")]
+        if run.wandb:
+            from seglab.wandb_logging import make_wandb_logger
+
+            loggers.append(make_wandb_logger(self.config[self.subcommand], self.run_dir))
+        callbacks = [
+            ModelCheckpoint(
+                dirpath=str(self.run_dir / "checkpoints"),
+                filename="best-epoch={epoch:03d}",
+                auto_insert_metric_name=False,
+                monitor=run.monitor,
+                mode=run.mode,
+                save_top_k=1,
+                save_last=True,
+            ),
+            RunSummary(self.run_dir, run.monitor, run.mode, run.num_overlays),
+        ]
+        if self.subcommand == "predict":
+            callbacks.append(MaskWriter(self.run_dir / "predictions" / "masks"))
+        user_callbacks = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+        kwargs |= {
+            "logger": loggers,
+            "callbacks": [*user_callbacks, *callbacks],
+            "default_root_dir": str(self.run_dir),
+            "plugins": [AtomicCheckpointIO()],
+        }
+        return super().instantiate_trainer(**kwargs)
+
+
+def run_cli(args: list[str] | None = None) -> SeglabCLI:
+    """Runs LightningCLI on ``args`` (``sys.argv[1:]`` by default)."""
+    return SeglabCLI(
+        SegmentationTask,
+        SegDataModule,
+        subclass_mode_model=True,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        auto_configure_optimizers=False,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``seglab`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("WANDB_MODE", "offline")
+    if argv and argv[0] in TOOLS:
+        import importlib
+
+        importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
+        return
+    run_cli(None if argv == sys.argv[1:] else argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""``SegDataModule``: one LightningDataModule for every data set."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from seglab.data.base import SegDataset, get_dataset_class
+from seglab.data.transforms import build_transforms
+
+
+def _worker_init(_: int) -> None:
+    try:
+        import cv2
+
+        cv2.setNumThreads(0)  # OpenCV threads inside loader workers oversubscribe the CPU
+    except ImportError:  # pragma: no cover
+        pass
+    torch.set_num_threads(1)
+
+
+class SegDataModule(L.LightningDataModule):
+    """Data for every seglab experiment.
+
+    Args:
+        dataset: Reader name (``synthetic``, ``folder``, ``voc``, ``cityscapes``, ``camvid``,
+            ``ade20k``, ``ct_slices``, ...).
+        root: Data root; None for readers that need none (``synthetic``, ``ct_slices`` falls
+            back to the CT phantom).
+        dataset_kwargs: Extra reader arguments (``num_classes``, ``palette``, ``size``, ...).
+        train_split: Split name for training.
+        val_split: Split name for validation.
+        test_split: Split name for testing (None: the validation split).
+        predict_root: Folder of images for ``seglab predict``.
+        batch_size: Training batch size.
+        val_batch_size: Evaluation batch size (default: ``batch_size``).
+        num_workers: Loader workers; None picks ``min(4, cpus - 1)``.
+        train_transforms: Albumentations list for training (see ``seglab.data.transforms``).
+        val_transforms: Albumentations list for evaluation.
+        mean: Per-channel mean after scaling to [0, 1]; None skips normalisation.
+        std: Per-channel standard deviation.
+        drop_last: Drop the last incomplete training batch (a batch of 1 breaks BatchNorm).
+        weight_map: ``{w0, sigma}`` to add the U-Net weight map as ``batch["weight"]``.
+        foreground_sampling: Sample training items with the reader's ``sample_weights()``.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "synthetic",
+        root: str | None = None,
+        dataset_kwargs: dict[str, Any] | None = None,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str | None = None,
+        predict_root: str | None = None,
+        batch_size: int = 8,
+        val_batch_size: int | None = None,
+        num_workers: int | None = None,
+        train_transforms: list[dict[str, Any]] | None = None,
+        val_transforms: list[dict[str, Any]] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        drop_last: bool = True,
+        weight_map: dict[str, float] | None = None,
+        foreground_sampling: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.reader = get_dataset_class(dataset)
+        self.train_tf = build_transforms(train_transforms)
+        self.val_tf = build_transforms(val_transforms)
+        if num_workers is None:
+            num_workers = max(0, min(4, (os.cpu_count() or 1) - 1))
+        self.num_workers = num_workers
+        self.datasets: dict[str, Any] = {}
+
+    def make_dataset(self, split: str, train: bool = False, root: str | None = None) -> SegDataset:
+        """Builds the reader for one split with the matching transforms."""
+        h = self.hparams
+        kwargs = dict(h.dataset_kwargs or {})
+        if h.mean is not None:
+            kwargs |= {"mean": h.mean, "std": h.std}
+        ds = self.reader(
+            root=root or h.root,
+            split=split,
+            transform=self.train_tf if train else self.val_tf,
+            **kwargs,
+        )
+        if len(ds) == 0:
+            raise ValueError(
+                f"Split {split!r} of dataset {h.dataset!r} at {root or h.root} is empty."
+            )
+        return ds
+
+    def setup(self, stage: str | None = None) -> None:
+        h = self.hparams
+        if stage in (None, "fit") and "train" not in self.datasets:
+            train = self.make_dataset(h.train_split, train=True)
+            train.weight_map = h.weight_map
+            self.datasets["train"] = train
+            train[0]  # read one sample here, so a bad file fails now and not inside a worker
+        if stage in (None, "fit", "validate") and "val" not in self.datasets:
+            self.datasets["val"] = self.make_dataset(h.val_split)
+            self.datasets["val"][0]
+        if stage in (None, "test") and "test" not in self.datasets:
+            self.datasets["test"] = self.make_dataset(h.test_split or h.val_split)
+        if stage == "predict" and "predict" not in self.datasets:
+            self.datasets["predict"] = self.make_dataset("predict", root=h.predict_root or h.root)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """``num_classes``, ``ignore_index`` and ``class_names`` of the data, where known."""
+        ds = next(iter(self.datasets.values()), None)
+        ds = getattr(ds, "dataset", ds)
+        return {k: getattr(ds, k, None) for k in ("num_classes", "ignore_index", "class_names")}
+
+    def _loader(self, split: str, shuffle: bool, batch_size: int, drop_last: bool) -> DataLoader:
+        ds = self.datasets[split]
+        sampler = None
+        if split == "train" and self.hparams.foreground_sampling:
+            base = getattr(ds, "dataset", ds)
+            weights = torch.as_tensor(base.sample_weights(), dtype=torch.double)
+            sampler, shuffle = WeightedRandomSampler(weights, len(ds), replacement=True), False
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=drop_last,
+            worker_init_fn=_worker_init,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        h = self.hparams
+        return self._loader("train", True, h.batch_size, h.drop_last)
+
+    def val_dataloader(self) -> DataLoader:
+        h = self.hparams
+        return self._loader("val", False, h.val_batch_size or h.batch_size, False)
+
+    def test_dataloader(self) -> DataLoader:
+        h = self.hparams
+        return self._loader("test", False, h.val_batch_size or h.batch_size, False)
+
+    def predict_dataloader(self) -> DataLoader:
+        h = self.hparams
+        return self._loader("predict", False, h.val_batch_size or h.batch_size, False)

@@ -1,0 +1,41 @@
+"""Albumentations pipelines declared in YAML.
+
+A pipeline is a list of ``{name: <albumentations class>, **kwargs}`` entries; ``OneOf`` and
+``SomeOf`` take a nested ``transforms`` list. Image, mask and weight map are transformed
+together (the weight map as a mask target, so it is never blended across labels).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import albumentations as A
+
+
+def _build(spec: dict[str, Any]) -> A.BasicTransform:
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ValueError(
+            f"Each transform needs a 'name' key, e.g. {{name: HorizontalFlip}}; got {spec!r}."
+        )
+    kwargs = dict(spec)
+    name = kwargs.pop("name")
+    cls = getattr(A, name, None)
+    if cls is None or not isinstance(cls, type):
+        names = [n for n in dir(A) if n[:1].isupper()]
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown albumentations transform {name!r}.{hint}")
+    if "transforms" in kwargs:
+        kwargs["transforms"] = [_build(t) for t in kwargs["transforms"]]
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"Bad arguments for albumentations.{name}: {err}") from None
+
+
+def build_transforms(specs: list[dict[str, Any]] | None) -> A.Compose | None:
+    """Builds an ``A.Compose`` from a YAML list, or None for an empty list."""
+    if not specs:
+        return None
+    return A.Compose([_build(s) for s in specs], additional_targets={"weight": "mask"})

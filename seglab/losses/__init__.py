@@ -1,0 +1,5 @@
+"""Losses: ``SegLoss`` is a weighted sum of named terms; every term masks the ignore index first."""
+
+from seglab.losses.core import LOSS_TERMS, SegLoss
+
+__all__ = ["LOSS_TERMS", "SegLoss"]

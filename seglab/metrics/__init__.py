@@ -1,0 +1,1 @@
+"""Metrics: epoch-accumulated confusion matrices (2D) and volumetric scores (CT)."""

@@ -1,0 +1,254 @@
+"""The LightningModule every seglab family extends: steps, loss, metrics, optimiser, once.
+
+Families override small hooks (``compute_loss``, ``predict_logits``, ``extra_eval``), the way
+torchgeo's ``BaseTask`` does, and never rewrite the steps. The task takes primitives only, so
+``save_hyperparameters()`` makes every checkpoint rebuild its model by itself.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from seglab.losses import SegLoss
+from seglab.metrics.segmentation import SegMetrics, decide
+from seglab.models import ModelOutput, create_model, main_logits
+
+TASKS = ("binary", "multiclass", "multilabel")
+
+
+def check_task(task: str, num_classes: int) -> None:
+    """Refuses task / class-count combinations that silently train nothing."""
+    if task not in TASKS:
+        raise ValueError(f"model.task must be one of {TASKS}, got {task!r}.")
+    if task == "multiclass" and num_classes == 1:
+        raise ValueError(
+            "num_classes=1 with task='multiclass' trains a constant (softmax over one channel). "
+            "For one foreground class use task: binary with num_classes: 1 (sigmoid), or "
+            "task: multiclass with num_classes: 2 (background + foreground)."
+        )
+    if task == "binary" and num_classes != 1:
+        raise ValueError(
+            f"task='binary' means one sigmoid channel, but num_classes={num_classes}. "
+            "Set num_classes: 1, or use task: multiclass for several exclusive classes."
+        )
+
+
+class SegmentationTask(L.LightningModule):
+    """Semantic segmentation with any registered architecture.
+
+    Args:
+        model: Architecture name (see ``seglab.models.list_models()``).
+        num_classes: Logit channels: 1 for ``binary``, the class count otherwise.
+        task: ``binary`` (sigmoid, threshold 0.5), ``multiclass`` (softmax, argmax) or
+            ``multilabel`` (independent sigmoids).
+        encoder_name: ``"unet"`` or a timm name; None uses the architecture's default.
+        in_channels: Input image channels.
+        model_kwargs: Extra architecture options (``base_channels``, ``output_stride``, ...).
+        loss: ``{term: weight}``; see ``seglab.losses.LOSS_TERMS``.
+        loss_kwargs: Per-term options, e.g. ``{"focal": {"gamma": 2.0}}``.
+        ignore_index: Target value ignored by losses and metrics (255 for VOC), or None.
+        class_weights: Per-class weights of the cross-entropy terms.
+        batch_dice: Region losses sum over the whole batch (nnU-Net's 2D setting).
+        class_names: Names for per-class metrics and overlays.
+        optimizer: ``adamw`` or ``sgd``.
+        lr: Peak learning rate.
+        weight_decay: Weight decay.
+        momentum: SGD momentum.
+        scheduler: ``poly`` (DeepLab, power ``poly_power``), ``cosine`` or ``constant``.
+        warmup_epochs: Linear warm-up length in epochs (fractions allowed).
+        poly_power: Exponent of the poly schedule.
+        channels_last: Use the channels-last memory format.
+    """
+
+    def __init__(
+        self,
+        model: str = "unet",
+        num_classes: int = 2,
+        task: str = "multiclass",
+        encoder_name: str | None = None,
+        in_channels: int = 3,
+        model_kwargs: dict[str, Any] | None = None,
+        loss: dict[str, float] | None = None,
+        loss_kwargs: dict[str, dict[str, Any]] | None = None,
+        ignore_index: int | None = None,
+        class_weights: list[float] | None = None,
+        batch_dice: bool = False,
+        class_names: list[str] | None = None,
+        optimizer: str = "adamw",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        momentum: float = 0.9,
+        scheduler: str = "poly",
+        warmup_epochs: float = 0.0,
+        poly_power: float = 0.9,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        check_task(task, num_classes)
+        if optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}.")
+        if scheduler not in ("poly", "cosine", "constant"):
+            raise ValueError(f"scheduler must be poly, cosine or constant, got {scheduler!r}.")
+        self.save_hyperparameters()
+        self.configure_models()
+        self.configure_losses()
+        self.configure_metrics()
+
+    # ----------------------------------------------------------------- configuration hooks
+    @property
+    def metric_classes(self) -> int:
+        """Classes the metrics score (binary counts background and foreground)."""
+        return 2 if self.hparams.task == "binary" else self.hparams.num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names of the metrics, from config or ``class_i``."""
+        names = self.hparams.class_names
+        if names and len(names) == self.metric_classes:
+            return list(names)
+        if self.hparams.task == "binary":
+            return ["background", "foreground"]
+        return [f"class_{i}" for i in range(self.metric_classes)]
+
+    def configure_models(self) -> None:
+        """Builds ``self.model`` from the primitives in ``hparams``."""
+        h = self.hparams
+        self.model: nn.Module = create_model(
+            h.model, h.num_classes, h.encoder_name, h.in_channels, **(h.model_kwargs or {})
+        )
+        if h.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def configure_losses(self) -> None:
+        """Builds ``self.criterion`` (a :class:`SegLoss`)."""
+        h = self.hparams
+        terms = h.loss or {"ce": 1.0}
+        self.criterion = SegLoss(
+            terms,
+            h.task,
+            h.num_classes,
+            h.ignore_index,
+            h.class_weights,
+            h.batch_dice,
+            h.loss_kwargs,
+        )
+
+    def configure_metrics(self) -> None:
+        """Builds the validation and test metric collections."""
+        h, k = self.hparams, self.metric_classes
+        self.val_metrics = SegMetrics(k, h.task, h.ignore_index, self.class_names)
+        self.test_metrics = SegMetrics(k, h.task, h.ignore_index, self.class_names)
+
+    # ----------------------------------------------------------------------- family hooks
+    def forward(self, x: torch.Tensor) -> torch.Tensor | ModelOutput:
+        """Runs the model: logits in eval mode, possibly a ``ModelOutput`` in train mode."""
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def compute_loss(
+        self, output: torch.Tensor | ModelOutput, batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss of a training batch; families add side, auxiliary and classification terms."""
+        loss, parts = self.criterion(main_logits(output), batch["mask"], batch.get("weight"))
+        return loss, {f"loss/{k}": v for k, v in parts.items()}
+
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Evaluation-time logits ``(B, C, H, W)``; families add TTA or sliding windows here."""
+        return main_logits(self(x))
+
+    def extra_eval(self, stage: str, logits: torch.Tensor, batch: dict[str, Any]) -> None:
+        """Called on every validation/test batch after the metrics; families extend it."""
+
+    def extra_eval_epoch_end(self, stage: str) -> dict[str, float]:
+        """Extra epoch metrics (for example volumetric scores) logged as ``<stage>/<key>``."""
+        return {}
+
+    # ------------------------------------------------------------------------------ steps
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        output = self(batch["image"])
+        loss, parts = self.compute_loss(output, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"Non-finite training loss ({loss.item()}) at epoch {self.current_epoch}, "
+                f"global step {self.global_step} (batch {batch_idx}); stopping. The last good "
+                "checkpoint is kept untouched. Lower the learning rate, check the inputs for "
+                "NaN/Inf, or try precision=32."
+            )
+        bs = batch["image"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=bs)
+        return loss
+
+    def _eval_step(self, stage: str, batch: dict[str, Any]) -> torch.Tensor:
+        logits = self.predict_logits(batch["image"])
+        bs = batch["image"].shape[0]
+        if "mask" in batch:
+            loss, _ = self.criterion(logits, batch["mask"])
+            self.log(f"{stage}/loss", loss, batch_size=bs, sync_dist=True)
+            metrics = self.val_metrics if stage == "val" else self.test_metrics
+            metrics.update(decide(logits, self.hparams.task), batch["mask"])
+        self.extra_eval(stage, logits, batch)
+        return logits
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        values = {f"{stage}/{k}": v for k, v in metrics.compute().items()}
+        values |= {f"{stage}/{k}": v for k, v in self.extra_eval_epoch_end(stage).items()}
+        shown = {f"{stage}/mIoU", f"{stage}/dice"}
+        self.log_dict({k: v for k, v in values.items() if k in shown}, prog_bar=True)
+        self.log_dict({k: v for k, v in values.items() if k not in shown})
+        metrics.reset()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._eval_step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._eval_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        logits = self.predict_logits(batch["image"])
+        return {"pred": decide(logits, self.hparams.task), "meta": batch.get("meta", {})}
+
+    # ---------------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> dict[str, Any]:
+        h = self.hparams
+        decay, no_decay = [], []
+        for p in self.parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 else decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": h.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        if h.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=h.lr, momentum=h.momentum, nesterov=False)
+        else:
+            opt = torch.optim.AdamW(groups, lr=h.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = max(1, self.trainer.max_epochs or 1)
+        warmup = int(h.warmup_epochs * total / epochs)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            t = min(1.0, (step - warmup) / max(1, total - warmup))
+            if h.scheduler == "poly":
+                return (1 - t) ** h.poly_power
+            if h.scheduler == "cosine":
+                return 0.5 * (1 + math.cos(math.pi * t))
+            return 1.0
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
