@@ -10,6 +10,7 @@ _READER_MODULES = (
     "camvid",
     "ade20k",
     "volumes",
+    "slices",
 )
 
 for _mod in _READER_MODULES:

@@ -1,0 +1,407 @@
+"""CT volumes as 2D / 2.5D axial slices: HU windowing, a preprocessing cache and ``ct_slices``.
+
+Preprocessing cache. Each volume is loaded once (canonical ``(z, y, x)``, see
+:mod:`seglab.data.volumes`), windowed to [0, 1], optionally resized in-plane, and stored as
+``<case_id>-<key>.img.npy`` (float16 by default), ``.lab.npy`` (uint8) and ``.json`` (depth,
+spacing, liver presence per slice) in ``cache_dir``. The key hashes the resolved image and label
+paths with their mtime and size, the window, the slice size, the cache dtype and a format
+version, so editing a file or changing a preprocessing parameter makes a new entry (stale
+entries are never read; delete the folder to reclaim space). Files are written atomically and
+the ``.json`` last, so a half-written entry is never used. Later passes read only the ``.json``
+at start-up and open the arrays with ``np.load(mmap_mode="r")``: no NIfTI is opened again.
+
+Splits are by patient (case), never by slice: see :func:`split_cases`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seglab.data.base import SegDataset, register_dataset
+from seglab.data.volumes import Case, _natural_key, find_cases, load_case
+from seglab.io import atomic_write
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+SPLITS = ("train", "val", "test", "all", "predict")
+LABEL_MODES = {
+    "liver": ["background", "liver"],
+    "liver_tumor": ["background", "liver", "tumor"],
+}
+
+
+def hu_window(vol: np.ndarray, lo: float = -200.0, hi: float = 250.0) -> np.ndarray:
+    """Clips Hounsfield units to ``[lo, hi]`` and maps them linearly to float32 ``[0, 1]``.
+
+    Normalisation (``mean``/``std``) is applied afterwards by the dataset base class.
+    """
+    if not hi > lo:
+        raise ValueError(f"HU window needs lo < hi, got ({lo}, {hi}).")
+    v = np.asarray(vol, dtype=np.float32)
+    return ((np.clip(v, lo, hi) - np.float32(lo)) / np.float32(hi - lo)).astype(np.float32)
+
+
+def default_cache_dir(sub: str) -> Path:
+    """``$SEGLAB_CACHE/<sub>`` or ``~/.cache/seglab/<sub>``."""
+    base = os.environ.get("SEGLAB_CACHE")
+    return (Path(base) if base else Path.home() / ".cache" / "seglab") / sub
+
+
+def _file_id(path: Path | None) -> list | None:
+    if path is None:
+        return None
+    st = path.stat()
+    return [str(path.resolve()), st.st_mtime_ns, st.st_size]
+
+
+def cache_key(case: Case, params: dict[str, Any]) -> str:
+    """Hash of the case's files (path, mtime, size) and the preprocessing parameters."""
+    blob = json.dumps(
+        {
+            "v": CACHE_VERSION,
+            "image": _file_id(case.image_path),
+            "label": _file_id(case.label_path),
+            **params,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _resize_stack(vol: np.ndarray, size: int, interp: int) -> np.ndarray:
+    import cv2
+
+    out = np.empty((vol.shape[0], size, size), vol.dtype)
+    for z in range(vol.shape[0]):
+        out[z] = cv2.resize(vol[z], (size, size), interpolation=interp)
+    return out
+
+
+def preprocess_case(
+    case: Case,
+    cache_dir: Path,
+    window: tuple[float, float],
+    slice_size: int | None = None,
+    dtype: str = "float16",
+) -> tuple[dict[str, Any], Path, Path | None]:
+    """Builds (or finds) the cache entry of one case.
+
+    Returns:
+        ``(meta, image_npy, label_npy or None)``; ``meta`` has ``case_id``, ``depth``, ``shape``
+        ``(D, H, W)``, ``spacing`` ``(z, y, x)`` mm (in-plane scaled when resized),
+        ``fg`` (1 where the slice holds liver or tumour) and ``max_label``.
+    """
+    params = {"window": [float(window[0]), float(window[1])], "size": slice_size, "dtype": dtype}
+    stem = f"{case.case_id}-{cache_key(case, params)}"
+    meta_path = cache_dir / f"{stem}.json"
+    img_path = cache_dir / f"{stem}.img.npy"
+    lab_path = cache_dir / f"{stem}.lab.npy" if case.label_path is not None else None
+    if meta_path.is_file() and img_path.is_file() and (lab_path is None or lab_path.is_file()):
+        try:
+            return json.loads(meta_path.read_text()), img_path, lab_path
+        except (OSError, json.JSONDecodeError):
+            pass  # corrupt entry: rebuild it
+    log.info("Preprocessing CT case %s into the cache %s", case.case_id, cache_dir)
+    vol = load_case(case)
+    image = hu_window(vol.image, *window)
+    label = vol.label
+    spacing = list(vol.spacing)
+    if slice_size is not None:
+        import cv2
+
+        h, w = image.shape[1:]
+        image = _resize_stack(image, slice_size, cv2.INTER_LINEAR)
+        if label is not None:
+            label = _resize_stack(label, slice_size, cv2.INTER_NEAREST)
+        spacing = [spacing[0], spacing[1] * h / slice_size, spacing[2] * w / slice_size]
+    image = image.astype(np.dtype(dtype))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(img_path, lambda f: np.save(f, image))
+    if label is not None:
+        atomic_write(lab_path, lambda f: np.save(f, np.ascontiguousarray(label, np.uint8)))
+    fg = (label >= 1).reshape(label.shape[0], -1).any(1) if label is not None else None
+    meta = {
+        "case_id": case.case_id,
+        "image_file": str(case.image_path),
+        "label_file": None if case.label_path is None else str(case.label_path),
+        "depth": int(image.shape[0]),
+        "shape": [int(s) for s in image.shape],
+        "spacing": [float(s) for s in spacing],
+        "fg": None if fg is None else [int(b) for b in fg],
+        "max_label": None if label is None else int(label.max(initial=0)),
+        "params": params,
+    }
+    atomic_write(meta_path, lambda f: f.write(json.dumps(meta)), mode="w")
+    return meta, img_path, lab_path
+
+
+def split_cases(
+    case_ids: Sequence[str],
+    val_fraction: float = 0.2,
+    val_cases: Sequence[str] | None = None,
+    test_fraction: float = 0.0,
+    test_cases: Sequence[str] | None = None,
+    seed: int = 0,
+) -> dict[str, list[str]]:
+    """Patient-level split: every case lands in exactly one of train / val / test.
+
+    Explicit ``val_cases`` / ``test_cases`` win over the fractions. The remaining cases are
+    shuffled with ``seed`` (sorted first, so the result depends only on the set of ids and the
+    seed) and the first ``round(fraction * n)`` go to test, the next to val (at least one each
+    when the fraction is > 0 and enough cases exist; train keeps at least one). Adding cases
+    reshuffles: pin ``val_cases`` for a split that must stay fixed.
+
+    Returns:
+        ``{"train": [...], "val": [...], "test": [...]}``, each in natural id order.
+    """
+    ids = sorted(set(case_ids), key=_natural_key)
+    known = set(ids)
+    for name, given in (("val_cases", val_cases), ("test_cases", test_cases)):
+        bad = [c for c in given or [] if c not in known]
+        if bad:
+            raise ValueError(
+                f"{name} names unknown case(s) {bad}; known ids look like {ids[:3]} "
+                f"({len(ids)} cases)."
+            )
+    both = set(val_cases or []) & set(test_cases or [])
+    if both:
+        raise ValueError(f"Cases {sorted(both)} are in both val_cases and test_cases.")
+    for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= frac < 1.0:
+            raise ValueError(f"{name} must lie in [0, 1), got {frac}.")
+    n = len(ids)
+    fixed = set(val_cases or []) | set(test_cases or [])
+    rest = [c for c in ids if c not in fixed]
+    rest = [rest[i] for i in np.random.default_rng(seed).permutation(len(rest))]
+
+    def count(frac: float, given: Sequence[str] | None) -> int:
+        if given is not None or frac <= 0:
+            return 0
+        return max(1, round(frac * n))
+
+    n_test = min(count(test_fraction, test_cases), max(0, len(rest) - 1))
+    n_val = min(count(val_fraction, val_cases), max(0, len(rest) - n_test - 1))
+    out = {
+        "test": list(test_cases or []) + rest[:n_test],
+        "val": list(val_cases or []) + rest[n_test : n_test + n_val],
+        "train": rest[n_test + n_val :],
+    }
+    return {k: sorted(v, key=_natural_key) for k, v in out.items()}
+
+
+@register_dataset("ct_slices")
+class CTSliceDataset(SegDataset):
+    """Axial slices of CT volumes (LiTS 2017 / MSD Task03), 2D or 2.5D.
+
+    Args:
+        root: Data root (see :func:`seglab.data.volumes.find_cases`); None generates and uses
+            the synthetic CT phantom (:func:`seglab.data.phantom.ensure_phantom`).
+        split: ``train``, ``val``, ``test``, ``all`` or ``predict`` (all cases, labels optional).
+        val_fraction: Share of cases (patients) for validation.
+        val_cases: Explicit validation case ids (then ``val_fraction`` is ignored).
+        test_fraction: Share of cases held out for testing (default none).
+        test_cases: Explicit test case ids.
+        seed: Seed of the case split and of the empty-slice subsampling.
+        window: HU window ``(lo, hi)`` mapped to [0, 1].
+        context: Slices per sample (odd): ``k`` neighbours ``[z-r .. z+r]`` as channels, the
+            edge slice repeated at the volume ends. 1 is plain 2D.
+        labels: ``liver`` (binary: liver and tumour are 1) or ``liver_tumor`` (0 / 1 / 2).
+        empty_fraction: Share of the slices WITHOUT liver that the train split keeps (a
+            deterministic per-case sample; None or 1 keeps all). Val/test/all keep every slice so
+            volumes can be reassembled.
+        foreground_fraction: Target share of liver slices drawn by a ``WeightedRandomSampler``
+            over :meth:`sample_weights` (use ``data.foreground_sampling=true``); None: uniform.
+        slice_size: Resize every slice to ``slice_size`` squared (image bilinear, label nearest);
+            None keeps the native grid. Spacing in the metadata is scaled accordingly.
+        cache_dir: Preprocessing cache; default ``$SEGLAB_CACHE/ct`` or ``~/.cache/seglab/ct``.
+        cache_dtype: ``float16`` or ``float32`` for the cached windowed image.
+        transform: Albumentations pipeline (see :class:`SegDataset`).
+        mean: Per-channel mean (length ``context``) after windowing, or None.
+        std: Per-channel standard deviation.
+
+    Samples: image ``HxWxk`` float32 in [0, 1], mask ``HxW`` int64, name ``<case>_z0012``, and
+    meta ``case_id``, ``z``, ``depth``, ``spacing`` ``(z, y, x)`` mm for volume reassembly.
+    """
+
+    ignore_index = None
+
+    def __init__(
+        self,
+        root: str | None = None,
+        split: str = "train",
+        val_fraction: float = 0.2,
+        val_cases: list[str] | None = None,
+        test_fraction: float = 0.0,
+        test_cases: list[str] | None = None,
+        seed: int = 0,
+        window: tuple[float, float] = (-200.0, 250.0),
+        context: int = 1,
+        labels: str = "liver",
+        empty_fraction: float | None = None,
+        foreground_fraction: float | None = None,
+        slice_size: int | None = None,
+        cache_dir: str | None = None,
+        cache_dtype: str = "float16",
+        transform: Callable[..., dict[str, Any]] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+    ) -> None:
+        super().__init__(transform=transform, mean=mean, std=std)
+        if split not in SPLITS:
+            raise ValueError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
+        if labels not in LABEL_MODES:
+            raise ValueError(f"labels must be one of {list(LABEL_MODES)}, got {labels!r}.")
+        if context < 1 or context % 2 == 0:
+            raise ValueError(f"context must be a positive odd number of slices, got {context}.")
+        if empty_fraction is not None and not 0.0 <= empty_fraction <= 1.0:
+            raise ValueError(f"empty_fraction must lie in [0, 1], got {empty_fraction}.")
+        if foreground_fraction is not None and not 0.0 <= foreground_fraction <= 1.0:
+            raise ValueError(f"foreground_fraction must lie in [0, 1], got {foreground_fraction}.")
+        if cache_dtype not in ("float16", "float32"):
+            raise ValueError(f"cache_dtype must be float16 or float32, got {cache_dtype!r}.")
+        if root is None:
+            from seglab.data.phantom import ensure_phantom
+
+            root = str(ensure_phantom())
+        self.root = Path(root)
+        self.split = split
+        self.labels = labels
+        self.class_names = list(LABEL_MODES[labels])
+        self.num_classes = len(self.class_names)
+        self.context = context
+        self.window = (float(window[0]), float(window[1]))
+        self.foreground_fraction = foreground_fraction
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir("ct")
+
+        all_cases = find_cases(self.root, require_labels=split != "predict")
+        if split in ("all", "predict"):
+            cases = all_cases
+        else:
+            parts = split_cases(
+                [c.case_id for c in all_cases],
+                val_fraction,
+                val_cases,
+                test_fraction,
+                test_cases,
+                seed,
+            )
+            chosen = set(parts[split])
+            cases = [c for c in all_cases if c.case_id in chosen]
+            if not cases:
+                raise ValueError(
+                    f"Split {split!r} holds no case of the {len(all_cases)} under {self.root}: "
+                    + (
+                        "set test_fraction or test_cases (or evaluate on split='val')."
+                        if split == "test"
+                        else "lower val_fraction / test_fraction or add cases."
+                    )
+                )
+        self.cases: list[Case] = cases
+        self.metas: list[dict[str, Any]] = []
+        self._files: list[tuple[Path, Path | None]] = []
+        for case in cases:
+            meta, img, lab = preprocess_case(
+                case, self.cache_dir, self.window, slice_size, cache_dtype
+            )
+            if meta["max_label"] is not None and meta["max_label"] > 2:
+                raise ValueError(
+                    f"Label file {case.label_path} holds value {meta['max_label']}; LiTS labels "
+                    "are 0 background, 1 liver, 2 tumour. Remap the file."
+                )
+            self.metas.append(meta)
+            self._files.append((img, lab))
+
+        case_idx, zs = [], []
+        for ci, meta in enumerate(self.metas):
+            z = np.arange(meta["depth"])
+            if split == "train" and empty_fraction is not None and meta["fg"] is not None:
+                fg = np.asarray(meta["fg"], bool)
+                empty = z[~fg]
+                keep = round(empty_fraction * len(empty))
+                rng = np.random.default_rng([seed, zlib.crc32(meta["case_id"].encode())])
+                kept = rng.choice(empty, size=keep, replace=False) if keep else empty[:0]
+                z = np.sort(np.concatenate([z[fg], kept]))
+            case_idx.append(np.full(len(z), ci, np.int64))
+            zs.append(z.astype(np.int64))
+        self._case = np.concatenate(case_idx) if case_idx else np.zeros(0, np.int64)
+        self._z = np.concatenate(zs) if zs else np.zeros(0, np.int64)
+        self._open: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_open"] = {}  # memmaps are reopened in each worker, never pickled as copies
+        return state
+
+    def __len__(self) -> int:
+        return len(self._z)
+
+    @property
+    def case_ids(self) -> list[str]:
+        """Ids of the cases in this split."""
+        return [c.case_id for c in self.cases]
+
+    def _arrays(self, ci: int) -> tuple[np.ndarray, np.ndarray | None]:
+        if ci not in self._open:
+            img, lab = self._files[ci]
+            self._open[ci] = (
+                np.load(img, mmap_mode="r"),
+                None if lab is None else np.load(lab, mmap_mode="r"),
+            )
+        return self._open[ci]
+
+    def has_liver(self) -> np.ndarray:
+        """Per item: whether the slice holds liver (or tumour); False for unlabelled cases."""
+        flat = np.concatenate(
+            [np.asarray(m["fg"] or [0] * m["depth"], bool) for m in self.metas]
+            or [np.zeros(0, bool)]
+        )
+        starts = np.cumsum([0] + [m["depth"] for m in self.metas])[:-1]
+        return flat[starts[self._case] + self._z] if len(self) else np.zeros(0, bool)
+
+    def sample_weights(self) -> np.ndarray:
+        """Per-item weights for a ``WeightedRandomSampler`` (with replacement).
+
+        With ``foreground_fraction=f`` liver slices share weight ``f`` and the others ``1 - f``,
+        so about ``f`` of the drawn slices contain liver whatever the native ratio. Uniform
+        weights when ``foreground_fraction`` is None or one of the two groups is empty.
+        """
+        n = len(self)
+        f = self.foreground_fraction
+        if f is None or n == 0:
+            return np.ones(n, np.float64)
+        fg = self.has_liver()
+        n_fg = int(fg.sum())
+        if n_fg in (0, n):
+            return np.ones(n, np.float64)
+        return np.where(fg, f / n_fg, (1.0 - f) / (n - n_fg)).astype(np.float64)
+
+    def load(self, index: int) -> dict[str, Any]:
+        ci, z = int(self._case[index]), int(self._z[index])
+        meta = self.metas[ci]
+        depth = meta["depth"]
+        img, lab = self._arrays(ci)
+        r = self.context // 2
+        idx = np.clip(np.arange(z - r, z + r + 1), 0, depth - 1)
+        image = np.ascontiguousarray(np.asarray(img[idx], dtype=np.float32).transpose(1, 2, 0))
+        sample: dict[str, Any] = {"image": image}
+        if lab is not None:
+            m = np.asarray(lab[z])
+            sample["mask"] = (m >= 1 if self.labels == "liver" else m).astype(np.int64)
+        sample.update(
+            name=f"{meta['case_id']}_z{z:04d}",
+            case_id=meta["case_id"],
+            z=z,
+            depth=depth,
+            spacing=tuple(float(s) for s in meta["spacing"]),
+        )
+        return sample
