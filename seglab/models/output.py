@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 
 @dataclass
@@ -30,3 +33,19 @@ class ModelOutput:
 def main_logits(output: torch.Tensor | ModelOutput) -> torch.Tensor:
     """The main logits of either output form."""
     return output.logits if isinstance(output, ModelOutput) else output
+
+
+@contextmanager
+def all_heads(model: nn.Module) -> Iterator[None]:
+    """Makes an eval-mode model return its ``ModelOutput`` (side outputs included).
+
+    Only the top-level ``training`` flag is raised, which is what seglab models read to choose
+    their return form; every layer below (BatchNorm, Dropout) stays in eval mode, so the side
+    outputs are exactly what the heads produce at inference.
+    """
+    was = model.training
+    model.training = True
+    try:
+        yield
+    finally:
+        model.training = was

@@ -1,0 +1,207 @@
+"""FCN, DeepLab v2/v3/v3+, PSPNet and DenseASPP: shapes, gradients, strides, sizes.
+
+Heavy default configurations are built and run on the meta device (shapes, no compute); real
+forward and backward passes use a ResNet-18 encoder with narrow heads.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from seglab.models import ModelOutput, create_model
+from seglab.models.aspp import atrous_rates
+
+NAMES = [
+    "fcn32s",
+    "fcn16s",
+    "fcn8s",
+    "deeplabv2",
+    "deeplabv3",
+    "deeplabv3plus",
+    "pspnet",
+    "denseaspp",
+]
+DEFAULTS = {
+    "fcn32s": ("vgg16", 32),
+    "fcn16s": ("vgg16", 32),
+    "fcn8s": ("vgg16", 32),
+    "deeplabv2": ("resnet101", 8),
+    "deeplabv3": ("resnet101", 16),
+    "deeplabv3plus": ("xception65", 16),
+    "pspnet": ("resnet50", 8),
+    "denseaspp": ("densenet161", 8),
+}
+TINY = {
+    "fcn32s": dict(fc_channels=32),
+    "fcn16s": dict(fc_channels=32),
+    "fcn8s": dict(fc_channels=32, pool_skips=True),
+    "deeplabv2": dict(),
+    "deeplabv3": dict(channels=32, aux_head=True),
+    "deeplabv3plus": dict(channels=32, low_level_channels=16),
+    "pspnet": dict(channels=32),
+    "denseaspp": dict(reduce_channels=32, growth=16),
+}
+CONTEXT = ["deeplabv2", "deeplabv3", "deeplabv3plus", "pspnet", "denseaspp"]
+X_SHAPE = (67, 93)
+
+
+def tiny(name: str, num_classes: int = 3, **kw) -> nn.Module:
+    torch.manual_seed(0)
+    return create_model(name, num_classes, encoder_name="resnet18", **{**TINY[name], **kw})
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_config_on_meta(name: str) -> None:
+    encoder, stride = DEFAULTS[name]
+    with torch.device("meta"):
+        model = create_model(name, 21)
+        model.eval()
+        out = model(torch.empty(2, 3, *X_SHAPE))
+    assert model.encoder.reductions[-1] == stride
+    assert out.shape == (2, 21, *X_SHAPE)
+    assert n_params(model) > 30_000_000, encoder
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tiny_encoder_eval_train_backward_batch1(name: str) -> None:
+    model = tiny(name)
+    x = torch.randn(2, 3, *X_SHAPE)
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 3, *X_SHAPE)
+
+    model.train()
+    out = model(x)
+    has_aux = name == "pspnet" or TINY[name].get("aux_head", False)
+    if has_aux:
+        assert isinstance(out, ModelOutput) and out.aux.shape == (2, 3, *X_SHAPE)
+        loss = out.logits.sum() + out.aux.sum()
+    else:
+        assert isinstance(out, torch.Tensor)
+        loss = out.sum()
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, missing[:5]
+
+    if name in CONTEXT:  # no BatchNorm sees a single value per channel
+        out = model(torch.randn(1, 3, 32, 45))
+        logits = out.logits if isinstance(out, ModelOutput) else out
+        assert logits.shape == (1, 3, 32, 45)
+
+
+EXPECTED_RATES = {
+    ("deeplabv2", 8): [6, 12, 18, 24],
+    ("deeplabv2", 16): [3, 6, 9, 12],
+    ("deeplabv3", 8): [12, 24, 36],
+    ("deeplabv3", 16): [6, 12, 18],
+    ("deeplabv3plus", 8): [12, 24, 36],
+    ("deeplabv3plus", 16): [6, 12, 18],
+    ("denseaspp", 8): [3, 6, 12, 18, 24],
+    ("denseaspp", 16): [2, 3, 6, 9, 12],
+    ("pspnet", 8): [],
+    ("pspnet", 16): [],
+}
+
+
+@pytest.mark.parametrize("name", CONTEXT)
+@pytest.mark.parametrize("stride", [8, 16])
+def test_output_stride_sets_reductions_and_rates(name: str, stride: int) -> None:
+    with torch.device("meta"):
+        model = tiny(name, output_stride=stride)
+        model.eval()
+        out = model(torch.empty(1, 3, *X_SHAPE))
+    assert model.encoder.reductions[-1] == stride
+    assert out.shape == (1, 3, *X_SHAPE)
+    context = model.head.ppm if name == "pspnet" else model.head.aspp
+    assert atrous_rates(context) == EXPECTED_RATES[name, stride]
+
+
+@pytest.mark.parametrize("stride, grid", [(16, [2, 4, 8]), (8, [4, 8, 16]), (32, [1, 2, 4])])
+def test_multi_grid_on_resnet101(stride: int, grid: list[int]) -> None:
+    with torch.device("meta"):
+        model = create_model("deeplabv3", 21, output_stride=stride)
+    layer4 = model.encoder.model.layer4
+    assert [block.conv2.dilation[0] for block in layer4] == grid
+    assert [block.conv2.padding[0] for block in layer4] == grid
+
+
+def test_multi_grid_off_keeps_timm_dilation() -> None:
+    with torch.device("meta"):
+        model = create_model("deeplabv3", 21, output_stride=16, multi_grid=None)
+    assert [block.conv2.dilation[0] for block in model.encoder.model.layer4] == [1, 2, 2]
+
+
+def test_image_pooling_and_rates_ablation() -> None:
+    with torch.device("meta"):
+        full = create_model("deeplabv3", 5, encoder_name="resnet18", channels=16)
+        ablated = create_model(
+            "deeplabv3",
+            5,
+            encoder_name="resnet18",
+            channels=16,
+            image_pooling=False,
+            aspp_rates=(4, 8),
+        )
+    assert len(full.head.aspp.branches) == 5 and len(ablated.head.aspp.branches) == 3
+    assert atrous_rates(ablated.head.aspp) == [4, 8]
+    pooling = full.head.aspp.branches[-1]
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in pooling.modules())
+
+
+def test_fcn8s_parameter_count_matches_paper() -> None:
+    with torch.device("meta"):
+        model = create_model("fcn8s", 21)
+    count = n_params(model)
+    assert count == 134_489_759
+    assert abs(count - 134_270_278) / 134_270_278 < 0.01
+
+
+def test_fcn_skips_read_vgg_pools() -> None:
+    with torch.device("meta"):
+        model = create_model("fcn8s", 21)
+    head = model.head
+    assert head.pool_skips and [model.encoder.channels[i] for i in head.skip_levels] == [512, 256]
+    assert [s.in_channels for s in head.score_skips] == [512, 256]
+    assert head.up_final.kernel_size == (16, 16) and head.up_final.stride == (8, 8)
+
+
+def test_fcn_upsampler_is_bilinear() -> None:
+    model = tiny("fcn32s")
+    up = model.head.up_skips  # empty for 32s; use the final one
+    assert len(up) == 0
+    x = torch.ones(1, 3, 2, 3)
+    y = model.head.up_final(x)
+    assert y.shape == (1, 3, 64, 96)
+    assert torch.allclose(y[..., 16:48, 16:80], torch.ones(1, 3, 32, 64))
+
+
+def test_fcn_rejects_other_strides() -> None:
+    with pytest.raises(ValueError, match="output_stride must be 32"):
+        tiny("fcn8s", output_stride=16)
+
+
+@pytest.mark.parametrize("stride", [8, 16])
+def test_dilated_densenet161(stride: int) -> None:
+    with torch.device("meta"):
+        model = create_model("denseaspp", 19, output_stride=stride)
+    enc = model.encoder
+    assert enc.reductions == [2, 4, 8, min(16, stride), stride]
+    block4 = enc.model.features_denseblock4
+    dilations = {m.dilation[0] for m in block4.modules() if isinstance(m, nn.Conv2d)}
+    assert dilations == {1, 32 // stride}  # 1x1 bottlenecks stay 1
+    assert isinstance(enc.model.features_transition3.pool, nn.Identity)
+
+
+def test_dilated_vgg_runs() -> None:
+    with torch.device("meta"):
+        model = create_model("deeplabv3", 4, encoder_name="vgg16", output_stride=8, channels=8)
+        out = model.eval()(torch.empty(1, 3, *X_SHAPE))
+    assert model.encoder.reductions == [1, 2, 4, 8, 8, 8]
+    assert out.shape == (1, 4, *X_SHAPE)
