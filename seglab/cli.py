@@ -18,6 +18,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
 from seglab.checkpoint import AtomicCheckpointIO
+from seglab.config_base import expand_configs
 from seglab.data.datamodule import SegDataModule
 from seglab.runs import MaskWriter, RunSummary, latest_run_with_last, new_run_dir
 from seglab.tasks.base import SegmentationTask, check_task
@@ -109,7 +110,11 @@ class SeglabCLI(LightningCLI):
 
 
 def run_cli(args: list[str] | None = None) -> SeglabCLI:
-    """Runs LightningCLI on ``args`` (``sys.argv[1:]`` by default)."""
+    """Runs LightningCLI on ``args`` (``sys.argv[1:]`` by default); ``base:`` keys expand."""
+    if args is None:
+        sys.argv[1:] = expand_configs(sys.argv[1:])
+    else:
+        args = expand_configs(list(args))
     return SeglabCLI(
         SegmentationTask,
         SegDataModule,

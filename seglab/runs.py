@@ -176,6 +176,9 @@ class RunSummary(Callback):
             "final": self.final,
             "best": self.best,
         }
+        per_case = getattr(pl_module, "per_case_scores", None)
+        if per_case:
+            summary["per_case"] = per_case
         atomic_write(self.run_dir / "summary.json", lambda f: json.dump(summary, f, indent=2), "w")
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -109,9 +109,13 @@ def _pair_folders(root: Path, split: str) -> tuple[Path, Path, bool]:
             f"Data root {root} does not exist. Point data.root at a folder holding images/ and "
             "masks/ (or train/images, train/masks, val/...)."
         )
-    for base in (root / split, root):
-        if (base / "images").is_dir():
-            return base / "images", base / "masks", base == root and split != "predict"
+    has_val = (root / "val" / "images").is_dir()
+    if (root / split / "images").is_dir():
+        # train/ without val/: validation is carved out of train/, so train must be too.
+        carve = split == "train" and not has_val
+        return root / split / "images", root / split / "masks", carve
+    if (root / "images").is_dir():
+        return root / "images", root / "masks", split in ("train", "val")
     if split == "val" and (root / "train" / "images").is_dir():
         return root / "train" / "images", root / "train" / "masks", True
     raise FileNotFoundError(

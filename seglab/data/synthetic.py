@@ -80,6 +80,9 @@ class SyntheticShapes(SegDataset):
         num_samples: Images in the split; by default 512 for train and 96 otherwise.
         size: Square image side in pixels.
         seed: Base seed.
+        num_classes: Fold the labels to fit a model with fewer classes (1 or 2: every shape is
+            foreground), for smoke tests of experiments whose real data is absent.
+        channels: 3 for RGB, 1 for greyscale.
         **kwargs: ``transform``, ``mean``, ``std`` for :class:`SegDataset`.
     """
 
@@ -94,9 +97,14 @@ class SyntheticShapes(SegDataset):
         num_samples: int | None = None,
         size: int = 96,
         seed: int = 0,
+        num_classes: int = 5,
+        channels: int = 3,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.num_classes = max(2, min(num_classes, 5))
+        self.class_names = CLASS_NAMES[: self.num_classes]
+        self.channels = channels
         offsets = {"train": 0, "val": 1, "test": 2, "predict": 3}
         if split not in offsets:
             raise ValueError(f"split must be one of {list(offsets)}, got {split!r}.")
@@ -113,4 +121,8 @@ class SyntheticShapes(SegDataset):
             rng = np.random.default_rng([self.seed, index])
             self._cache[index] = make_sample(rng, self.size)
         image, mask = self._cache[index]
+        if self.num_classes < 5:
+            mask = np.minimum(mask, self.num_classes - 1)
+        if self.channels == 1:
+            image = image.mean(axis=2, keepdims=True).astype(np.uint8)
         return {"image": image, "mask": mask, "name": f"{self.split}_{index:05d}"}

@@ -163,9 +163,11 @@ class SegLoss(nn.Module):
                 if name == "ce":
                     parts[name] = self._ce(lg, tg, None)
                 elif name == "wce":
-                    if weight is None:
+                    if weight is None and self.training:
                         raise ValueError("Loss term 'wce' needs a weight map: set data.weight_map.")
-                    parts[name] = self._ce(lg, tg, weight[valid].float().unsqueeze(0))
+                    # Evaluation batches carry no weight map: wce is then the plain CE.
+                    pw = None if weight is None else weight[valid].float().unsqueeze(0)
+                    parts[name] = self._ce(lg, tg, pw)
                 elif name in ("focal", "lovasz"):
                     parts[name] = self.smp_terms[name](lg, tg)
                 elif name in REGION_TERMS:

@@ -1,5 +1,7 @@
 """LightningModules: one base with the steps, family tasks that add hooks."""
 
 from seglab.tasks.base import SegmentationTask
+from seglab.tasks.context import ContextTask
+from seglab.tasks.unet_family import UNetFamilyTask
 
-__all__ = ["SegmentationTask"]
+__all__ = ["ContextTask", "SegmentationTask", "UNetFamilyTask"]

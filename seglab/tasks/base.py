@@ -63,6 +63,10 @@ class SegmentationTask(L.LightningModule):
         warmup_epochs: Linear warm-up length in epochs (fractions allowed).
         poly_power: Exponent of the poly schedule.
         channels_last: Use the channels-last memory format.
+        volumetric: Reassemble CT slices into volumes at validation/test and log per-case Dice,
+            pooled Dice and HD95 (needs ``ct_slices`` data).
+        lcc: With ``volumetric``, also score the largest-connected-component liver.
+        volume_classes: Label classes of the volumes (2 liver, 3 liver and tumour).
     """
 
     def __init__(
@@ -87,6 +91,9 @@ class SegmentationTask(L.LightningModule):
         warmup_epochs: float = 0.0,
         poly_power: float = 0.9,
         channels_last: bool = False,
+        volumetric: bool = False,
+        lcc: bool = True,
+        volume_classes: int = 2,
     ) -> None:
         super().__init__()
         check_task(task, num_classes)
@@ -143,6 +150,16 @@ class SegmentationTask(L.LightningModule):
         h, k = self.hparams, self.metric_classes
         self.val_metrics = SegMetrics(k, h.task, h.ignore_index, self.class_names)
         self.test_metrics = SegMetrics(k, h.task, h.ignore_index, self.class_names)
+        self.volume_scores = None
+        if h.volumetric:
+            from seglab.tasks.volumetric import VolumeScores
+
+            self.volume_scores = VolumeScores(h.volume_classes, h.lcc)
+
+    @property
+    def per_case_scores(self) -> dict[str, Any]:
+        """Per-patient scores of the last volumetric evaluation (for ``summary.json``)."""
+        return self.volume_scores.per_case if self.volume_scores is not None else {}
 
     # ----------------------------------------------------------------------- family hooks
     def forward(self, x: torch.Tensor) -> torch.Tensor | ModelOutput:
@@ -164,10 +181,14 @@ class SegmentationTask(L.LightningModule):
 
     def extra_eval(self, stage: str, logits: torch.Tensor, batch: dict[str, Any]) -> None:
         """Called on every validation/test batch after the metrics; families extend it."""
+        if self.volume_scores is not None and not self.trainer.sanity_checking:
+            self.volume_scores.update(stage, decide(logits, self.hparams.task), batch)
 
     def extra_eval_epoch_end(self, stage: str) -> dict[str, float]:
-        """Extra epoch metrics (for example volumetric scores) logged as ``<stage>/<key>``."""
-        return {}
+        """Extra epoch metrics (volumetric scores) logged as ``<stage>/<key>``."""
+        if self.volume_scores is None or self.trainer.sanity_checking:
+            return {}
+        return self.volume_scores.compute(stage)
 
     # ------------------------------------------------------------------------------ steps
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

@@ -258,7 +258,7 @@ def test_imageio_helpers(tmp_path):
 
 # ------------------------------------------------------------------------ DeepLab aug
 def _build_aug(crop: int | None = None) -> A.Compose:
-    specs = yaml.safe_load(AUG_YAML.read_text())
+    specs = yaml.safe_load(AUG_YAML.read_text())["data"]["train_transforms"]
     transforms = []
     for spec in specs:
         spec = dict(spec)
@@ -272,7 +272,7 @@ def _build_aug(crop: int | None = None) -> A.Compose:
 
 
 def test_deeplab_aug_yaml_builds():
-    specs = yaml.safe_load(AUG_YAML.read_text())
+    specs = yaml.safe_load(AUG_YAML.read_text())["data"]["train_transforms"]
     assert [s["name"] for s in specs] == [
         "RandomScale",
         "PadIfNeeded",
