@@ -98,7 +98,13 @@ class SeglabCLI(LightningCLI):
             RunSummary(self.run_dir, run.monitor, run.mode, run.num_overlays),
         ]
         if self.subcommand == "predict":
-            callbacks.append(MaskWriter(self.run_dir / "predictions" / "masks"))
+            out = self.run_dir / "predictions" / "masks"
+            if self.config[self.subcommand].data.dataset == "ct_slices":
+                from seglab.volume_writer import VolumeWriter
+
+                callbacks.append(VolumeWriter(out))
+            else:
+                callbacks.append(MaskWriter(out))
         user_callbacks = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
         kwargs |= {
             "logger": loggers,
