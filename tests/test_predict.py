@@ -61,7 +61,8 @@ def test_predict_ct_volumes_keep_the_affine(tmp_path, monkeypatch):
     fit = run_cli(
         [
             "fit", "--config", "experiments/unet_liver.yaml", f"--run.root={tmp_path}",
-            "--trainer.max_steps=2", "--trainer.limit_val_batches=0", "--data.num_workers=0", *small,
+            "--trainer.max_steps=2", "--trainer.limit_val_batches=0",
+            "--data.num_workers=0", *small,
         ]
     )  # fmt: skip
     ckpt = fit.run_dir / "checkpoints" / "last.ckpt"
