@@ -84,6 +84,15 @@ def test_resume_continues_where_it_stopped(tmp_path, monkeypatch):
     assert second.trainer.checkpoint_callback.best_model_score is not None
     summary = json.loads((first.run_dir / "summary.json").read_text())
     assert summary["epochs"] == 2
+    # The same learning-rate schedule and optimiser step count as an uninterrupted run.
+    straight = fit(tmp_path / "straight", epochs=2)
+    a = torch.load(first.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    b = torch.load(straight.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert a["lr_schedulers"][0]["last_epoch"] == b["lr_schedulers"][0]["last_epoch"]
+    lr_a = a["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert lr_a == pytest.approx(b["optimizer_states"][0]["param_groups"][0]["lr"])
+    steps = [s["step"] for s in a["optimizer_states"][0]["state"].values()]
+    assert all(float(s) == 2 * ckpt["global_step"] for s in steps)  # Adam moments continued
 
 
 def test_checkpoint_alone_rebuilds_model_and_metrics(tmp_path, monkeypatch):
