@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
+import torch.distributed as dist
 
 from seglab.metrics.volume import VolumeEvaluator
 
@@ -39,9 +41,41 @@ class VolumeScores:
             meta["case_id"], meta["z"], meta["depth"], meta["spacing"], preds, batch["mask"]
         )
 
+    @staticmethod
+    def gather(ev: VolumeEvaluator) -> None:
+        """Under DDP, merges every process's slices and scores so each rank sees whole volumes.
+
+        A DistributedSampler deals a volume's slices out to all ranks, so no rank holds a whole
+        case; the slices received (and any case already scored) are exchanged with
+        ``all_gather_object`` and the evaluator is refilled with the union.
+        """
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        parts: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, (ev._pending, ev._scores, ev._saw_tumor))
+        pending: dict[str, dict[str, Any]] = {}
+        scores: dict[bool, dict[str, Any]] = {k: {} for k in ev._scores}
+        for rank_pending, rank_scores, saw in parts:
+            ev._saw_tumor |= saw
+            for lcc, table in rank_scores.items():
+                scores[lcc].update(table)
+            for cid, entry in rank_pending.items():
+                merged = pending.setdefault(cid, {**entry, "slices": {}})
+                merged["slices"].update(entry["slices"])
+        saw_tumor = ev._saw_tumor
+        ev.reset()
+        ev._scores, ev._saw_tumor = scores, saw_tumor
+        for cid, entry in pending.items():
+            zs = sorted(entry["slices"])
+            preds = np.stack([entry["slices"][z][0] for z in zs])
+            targets = np.stack([entry["slices"][z][1] for z in zs])
+            n = len(zs)
+            ev.update([cid] * n, zs, [entry["depth"]] * n, [entry["spacing"]] * n, preds, targets)
+
     def compute(self, stage: str) -> dict[str, float]:
         """Epoch scores as ``{"liver/dice_per_case": ..., "lcc/liver/dice_per_case": ...}``."""
         ev = self.evaluators[stage]
+        self.gather(ev)
         out: dict[str, float] = {}
         raw = ev.compute(False)
         self.per_case = {}
