@@ -28,6 +28,7 @@ TOOLS = {
     "export": "seglab.export",
     "check-data": "seglab.data.checks",
     "models": "seglab.model_cards",
+    "sweep": "seglab.sweep",
 }
 
 
@@ -57,6 +58,13 @@ class SeglabCLI(LightningCLI):
             "--run.wandb", type=bool, default=False, help="Also log to Weights & Biases."
         )
         parser.add_argument("--run.wandb_project", type=str, default="seglab", help="W&B project.")
+        parser.add_argument(
+            "--run.wandb_log_model",
+            type=bool | str,
+            default=False,
+            help="Upload checkpoints to W&B as artifacts: true (at the end) or 'all' (each save).",
+        )
+        parser.add_argument("--run.wandb_entity", type=str | None, default=None, help="W&B entity.")
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand]
@@ -81,10 +89,12 @@ class SeglabCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         run = self.config[self.subcommand].run
         loggers: list[Any] = [CSVLogger(save_dir=str(self.run_dir), name="", version="")]
+        extra: list[Any] = []
         if run.wandb:
             from seglab.wandb_logging import make_wandb_logger
 
-            loggers.append(make_wandb_logger(self.config[self.subcommand], self.run_dir))
+            wandb_logger, extra = make_wandb_logger(self.config[self.subcommand], self.run_dir)
+            loggers.append(wandb_logger)
         callbacks = [
             ModelCheckpoint(
                 dirpath=str(self.run_dir / "checkpoints"),
@@ -96,6 +106,7 @@ class SeglabCLI(LightningCLI):
                 save_last=True,
             ),
             RunSummary(self.run_dir, run.monitor, run.mode, run.num_overlays),
+            *extra,  # after RunSummary: W&B media read the finished summary.json
         ]
         if self.subcommand == "predict":
             out = self.run_dir / "predictions" / "masks"
