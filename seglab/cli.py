@@ -72,7 +72,9 @@ class SeglabCLI(LightningCLI):
         check_task(model_args.task, model_args.num_classes)
         run = cfg.run
         if not run.experiment:
-            configs = cfg.get("config") or []
+            configs = [
+                c for c in (cfg.get("config") or []) if Path(str(c)).parent.name != "trainer"
+            ]
             run.experiment = Path(str(configs[-1])).stem if configs else "default"
         resumed = None
         if self.subcommand == "fit" and cfg.get("ckpt_path") == "last":
@@ -103,7 +105,13 @@ class SeglabCLI(LightningCLI):
                 monitor=run.monitor,
                 mode=run.mode,
                 save_top_k=1,
-                save_last=True,
+            ),
+            ModelCheckpoint(  # last.ckpt, rewritten every epoch whatever the monitored score
+                dirpath=str(self.run_dir / "checkpoints"),
+                filename="last",
+                monitor=None,
+                save_top_k=1,
+                enable_version_counter=False,
             ),
             RunSummary(self.run_dir, run.monitor, run.mode, run.num_overlays),
             *extra,  # after RunSummary: W&B media read the finished summary.json

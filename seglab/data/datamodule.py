@@ -21,6 +21,10 @@ def _worker_init(_: int) -> None:
     except ImportError:  # pragma: no cover
         pass
     torch.set_num_threads(1)
+    info = torch.utils.data.get_worker_info()
+    transform = getattr(info.dataset, "transform", None) if info else None
+    if transform is not None:  # albumentations' Compose has its own RNG: seed it per worker
+        transform.set_random_seed(torch.initial_seed() % 2**32)
 
 
 class SegDataModule(L.LightningDataModule):
@@ -108,6 +112,9 @@ class SegDataModule(L.LightningDataModule):
             self.datasets["val"][0]
         if stage in (None, "test") and "test" not in self.datasets:
             self.datasets["test"] = self.make_dataset(h.test_split or h.val_split)
+        for tf in (self.train_tf, self.val_tf):  # reproducible augmentation with num_workers=0
+            if tf is not None:
+                tf.set_random_seed(torch.initial_seed() % 2**32)
         if stage == "predict" and "predict" not in self.datasets:
             self.datasets["predict"] = self.make_dataset("predict", root=h.predict_root or h.root)
 

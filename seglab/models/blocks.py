@@ -144,10 +144,12 @@ def resize_to(
         ``(B, C, H, W)``; ``x`` itself when the size already matches.
     """
     target = tuple(size.shape[-2:]) if isinstance(size, torch.Tensor) else tuple(size)
-    if tuple(x.shape[-2:]) == target:
-        return x
+    tracing = torch.jit.is_tracing() or torch.compiler.is_exporting()
+    if not tracing and tuple(x.shape[-2:]) == target:
+        return x  # exporters would freeze this shortcut; when tracing, always interpolate
     align = False if mode in ("bilinear", "bicubic") else None
-    return F.interpolate(x, size=target, mode=mode, align_corners=align)
+    out_size = size.shape[-2:] if isinstance(size, torch.Tensor) else target  # traceable
+    return F.interpolate(x, size=out_size, mode=mode, align_corners=align)
 
 
 def init_weights(module: nn.Module) -> None:

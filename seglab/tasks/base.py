@@ -8,6 +8,7 @@ torchgeo's ``BaseTask`` does, and never rewrite the steps. The task takes primit
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -105,6 +106,23 @@ class SegmentationTask(L.LightningModule):
         self.configure_models()
         self.configure_losses()
         self.configure_metrics()
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
+        """Rebuilds the task from a checkpoint alone, as the class it was trained with.
+
+        ``SegmentationTask.load_from_checkpoint(path)`` on a ``UNetFamilyTask`` checkpoint
+        returns a ``UNetFamilyTask`` (with its ``prune_level``, side weights, ...), not the base.
+        """
+        from seglab.checkpoint import load_checkpoint_file, task_class
+
+        if isinstance(checkpoint_path, str | Path):
+            hparams = load_checkpoint_file(checkpoint_path).get("hyper_parameters", {})
+            target = task_class(hparams)
+            if target is not cls and issubclass(target, cls):
+                return target.load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        kwargs.setdefault("weights_only", True)
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     # ----------------------------------------------------------------- configuration hooks
     @property
@@ -222,8 +240,11 @@ class SegmentationTask(L.LightningModule):
         values = {f"{stage}/{k}": v for k, v in metrics.compute().items()}
         values |= {f"{stage}/{k}": v for k, v in self.extra_eval_epoch_end(stage).items()}
         shown = {f"{stage}/mIoU", f"{stage}/dice"}
-        self.log_dict({k: v for k, v in values.items() if k in shown}, prog_bar=True)
-        self.log_dict({k: v for k, v in values.items() if k not in shown})
+        # Values are already exact across processes (summed confusion matrices).
+        self.log_dict(
+            {k: v for k, v in values.items() if k in shown}, prog_bar=True, sync_dist=True
+        )
+        self.log_dict({k: v for k, v in values.items() if k not in shown}, sync_dist=True)
         metrics.reset()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

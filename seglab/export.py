@@ -1,0 +1,379 @@
+"""``seglab export``: a checkpoint to ONNX and TorchScript, each checked against PyTorch.
+
+::
+
+    seglab export --ckpt runs/default/<time>/checkpoints/best-epoch=011.ckpt --out exported/ \\
+        [--format onnx torchscript] [--prune-level L] [--opset 17] [--height 256 --width 256]
+
+The model is exported in eval mode, where every seglab model returns one logits tensor
+``(B, C, H, W)`` at the input size: deep-supervision heads and auxiliary heads are not run, and
+U-Net 3+'s classification-guided module is exported as its eval-time gate. ``--prune-level``
+exports U-Net++ at a pruning level (the checkpoint's own ``prune_level`` otherwise). ONNX has a
+dynamic batch, height and width; TorchScript is traced (``--torchscript-method script`` to
+script). Every file is run again (onnxruntime, ``torch.jit.load``) at the export size and at a
+second, odd size, and the largest absolute difference from the PyTorch logits is printed; above
+``--tolerance`` (1e-4) the export fails.
+
+Why the export needs care: ``seglab.models.blocks.resize_to`` skips the interpolation when the
+sizes already match, and a traced or exported graph keeps that decision for every input size,
+so a graph traced at 256x256 breaks at 67x93. During export every ``resize_to`` therefore
+interpolates (a same-size bilinear resize is the identity, exactly). ONNX has no adaptive
+pooling to a grid other than 1x1, so for ONNX PSPNet's pyramid bins become averaging matrices
+computed from the input size (:class:`AdaptiveAvgPool2dExport`, equal to PyTorch's pooling).
+
+ONNX is written by the TorchScript-based exporter at opset 17 by default (about a second per
+model); ``--dynamo`` uses the ``torch.export``-based one (opset 18 or newer, ten times slower
+to export, the same results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seglab.checkpoint import load_task, task_class  # noqa: F401  (task_class re-exported)
+
+FORMATS = ("onnx", "torchscript")
+TOLERANCE = 1e-4
+
+
+def export_ready(model: nn.Module, prune_level: int | None = None) -> nn.Module:
+    """The network in eval mode and float32, at ``prune_level`` if given (U-Net++)."""
+    if prune_level is not None:
+        if not hasattr(model, "prune_level"):
+            raise ValueError(
+                f"--prune-level needs a prunable model (unetplusplus), not {type(model).__name__}."
+            )
+        model.prune_level = prune_level
+    return model.float().eval()
+
+
+def _resize_always(
+    x: torch.Tensor, size: torch.Tensor | Sequence[int], mode: str = "bilinear"
+) -> torch.Tensor:
+    """``resize_to`` without the same-size shortcut (the identity there, but traceable)."""
+    target = size.shape[-2:] if isinstance(size, torch.Tensor) else tuple(size)
+    align = False if mode in ("bilinear", "bicubic") else None
+    return F.interpolate(x, size=target, mode=mode, align_corners=align)
+
+
+class AdaptiveAvgPool2dExport(nn.Module):
+    """``nn.AdaptiveAvgPool2d`` as two averaging matrices built from the input size.
+
+    ONNX has no adaptive pooling to a grid other than 1x1, and both exporters fix the pooling
+    windows at the tracing size. Bin ``i`` of ``n`` over a side of ``L`` averages
+    ``[floor(i L / n), ceil((i + 1) L / n))``, PyTorch's rule, so the result equals
+    ``adaptive_avg_pool2d`` up to float rounding at every size.
+    """
+
+    def __init__(self, output_size: int | Sequence[int | None]) -> None:
+        super().__init__()
+        size = (output_size, output_size) if isinstance(output_size, int) else output_size
+        self.output_size = tuple(size)
+
+    @staticmethod
+    def _matrix(bins: int, length: Any, like: torch.Tensor) -> torch.Tensor:
+        i = torch.arange(bins, device=like.device, dtype=torch.float32)
+        if isinstance(length, torch.Tensor):
+            length = length.to(torch.float32)
+        start = torch.floor(i * length / bins)
+        end = torch.ceil((i + 1) * length / bins)
+        pos = torch.arange(like.shape[-1], device=like.device, dtype=torch.float32)
+        inside = (pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])
+        return (inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)).to(like.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The TorchScript tracer needs the sizes as tensors; torch.export keeps them symbolic.
+        shape = torch._shape_as_tensor(x) if torch.jit.is_tracing() else x.shape
+        bh, bw = (s if s is not None else x.shape[-2 + k] for k, s in enumerate(self.output_size))
+        rows = self._matrix(bh, shape[-2], x.transpose(-1, -2))  # (bh, H)
+        cols = self._matrix(bw, shape[-1], x)  # (bw, W)
+        return rows @ x @ cols.transpose(0, 1)
+
+
+def onnx_ready(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose grid adaptive poolings (PSPNet's bins) export dynamically."""
+    pools = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.AdaptiveAvgPool2d) and m.output_size not in (1, (1, 1))
+    ]
+    if not pools:
+        return model
+    import copy
+
+    model = copy.deepcopy(model)
+    for name, pool in pools:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, AdaptiveAvgPool2dExport(pool.output_size))
+    return model
+
+
+@contextlib.contextmanager
+def shape_independent() -> Iterator[None]:
+    """Makes every ``resize_to`` used by seglab's models interpolate, whatever the sizes."""
+    from seglab.models import blocks
+
+    original = blocks.resize_to
+    patched = []
+    for name, module in list(sys.modules.items()):
+        if name.startswith("seglab.") and getattr(module, "resize_to", None) is original:
+            module.resize_to = _resize_always
+            patched.append(module)
+    try:
+        yield
+    finally:
+        for module in patched:
+            module.resize_to = original
+
+
+def example_input(model: nn.Module, height: int, width: int, batch: int = 1) -> torch.Tensor:
+    """A random input with the encoder's channel count."""
+    in_channels = getattr(getattr(model, "encoder", None), "in_channels", 3)
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(batch, in_channels, height, width, generator=gen)
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    example: torch.Tensor,
+    opset: int = 17,
+    dynamo: bool = False,
+) -> Path:
+    """Writes ``model`` as ONNX with dynamic batch, height and width (input ``image``, output
+    ``logits``).
+
+    Args:
+        model: An eval-mode network returning one tensor.
+        path: Output ``.onnx`` file.
+        example: Input used for tracing.
+        opset: ONNX opset (17 by default; the dynamo exporter needs 18 or newer and is moved
+            up to 18).
+        dynamo: Use the ``torch.export`` based exporter instead of the TorchScript one (slower
+            to export; the default since torch 2.9).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = onnx_ready(model)
+    with shape_independent(), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            dim = torch.export.Dim.DYNAMIC
+            program = torch.onnx.export(
+                model,
+                (example,),
+                dynamo=True,
+                input_names=["image"],
+                output_names=["logits"],
+                opset_version=max(opset, 18),
+                dynamic_shapes=({0: dim, 2: dim, 3: dim},),
+                verbose=False,
+            )
+            program.save(str(path), external_data=False)
+        else:
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                dynamo=False,
+                input_names=["image"],
+                output_names=["logits"],
+                opset_version=opset,
+                dynamic_axes={
+                    "image": {0: "batch", 2: "height", 3: "width"},
+                    "logits": {0: "batch", 2: "height", 3: "width"},
+                },
+            )
+    return path
+
+
+def export_torchscript(
+    model: nn.Module, path: str | Path, example: torch.Tensor, method: str = "trace"
+) -> Path:
+    """Writes ``model`` as TorchScript, traced (default) or scripted."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with shape_independent(), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if method == "trace":
+            scripted = torch.jit.trace(model, example, check_trace=False)
+        elif method == "script":
+            scripted = torch.jit.script(model)
+        else:
+            raise ValueError(f"method must be 'trace' or 'script', got {method!r}.")
+        torch.jit.save(scripted, str(path))  # deprecated in favour of torch.export; still works
+    return path
+
+
+def onnx_session(path: str | Path) -> Any:
+    """An onnxruntime CPU session on one thread (deterministic, no oversubscription)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def check_onnx(path: str | Path, model: nn.Module, inputs: Sequence[torch.Tensor]) -> float:
+    """Largest absolute difference between onnxruntime and PyTorch over ``inputs``."""
+    session = onnx_session(path)
+    worst = 0.0
+    for x in inputs:
+        with torch.no_grad():
+            ref = model(x).numpy()
+        (out,) = session.run(["logits"], {"image": x.numpy()})
+        if out.shape != ref.shape:
+            raise AssertionError(f"ONNX output {out.shape} != PyTorch {ref.shape} for {x.shape}.")
+        worst = max(worst, float(np.abs(out - ref).max()))
+    return worst
+
+
+def check_torchscript(path: str | Path, model: nn.Module, inputs: Sequence[torch.Tensor]) -> float:
+    """Largest absolute difference between the loaded TorchScript module and PyTorch."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        loaded = torch.jit.load(str(path), map_location="cpu").eval()
+    worst = 0.0
+    for x in inputs:
+        with torch.no_grad():
+            ref, out = model(x), loaded(x)
+        if out.shape != ref.shape:
+            raise AssertionError(f"TorchScript output {out.shape} != PyTorch {ref.shape}.")
+        worst = max(worst, float((out - ref).abs().max()))
+    return worst
+
+
+def check_inputs(example: torch.Tensor) -> list[torch.Tensor]:
+    """The export-size input, and a batch of two at a different, odd size."""
+    _, c, h, w = example.shape
+    gen = torch.Generator().manual_seed(1)
+    other = torch.randn(2, c, h + 2 * (h // 8) + 3, w - 2 * (w // 8) + 1, generator=gen)
+    return [example, other]
+
+
+def export_model(
+    model: nn.Module,
+    out_dir: str | Path,
+    formats: Sequence[str] = FORMATS,
+    height: int = 256,
+    width: int = 256,
+    opset: int = 17,
+    dynamo: bool = False,
+    torchscript_method: str = "trace",
+    tolerance: float = TOLERANCE,
+    name: str = "model",
+    log: Any = print,
+) -> dict[str, Any]:
+    """Exports an eval-mode network to every format, checks each, returns a report.
+
+    Raises:
+        AssertionError: When an export differs from PyTorch by more than ``tolerance``.
+    """
+    out_dir = Path(out_dir)
+    model = export_ready(model)
+    example = example_input(model, height, width)
+    inputs = check_inputs(example)
+    report: dict[str, Any] = {"input": list(example.shape), "files": {}}
+    for fmt in formats:
+        start = time.perf_counter()
+        if fmt == "onnx":
+            path = export_onnx(model, out_dir / f"{name}.onnx", example, opset, dynamo)
+            diff = check_onnx(path, model, inputs)
+        elif fmt == "torchscript":
+            path = export_torchscript(model, out_dir / f"{name}.pt", example, torchscript_method)
+            diff = check_torchscript(path, model, inputs)
+        else:
+            raise ValueError(f"Unknown format {fmt!r}; choose from {FORMATS}.")
+        sizes = " and ".join("x".join(map(str, x.shape)) for x in inputs)
+        log(
+            f"{fmt}: {path} ({path.stat().st_size / 1e6:.1f} MB, "
+            f"{time.perf_counter() - start:.1f} s); max |diff| vs PyTorch at {sizes}: {diff:.2e}"
+        )
+        report["files"][fmt] = {"path": str(path), "max_abs_diff": diff}
+        if not diff <= tolerance:
+            raise AssertionError(
+                f"{fmt} export differs from PyTorch by {diff:.3e} > {tolerance:.0e} ({path})."
+            )
+    return report
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="seglab export",
+        description="Export a seglab checkpoint to ONNX and TorchScript, checked against PyTorch.",
+    )
+    p.add_argument("--ckpt", required=True, help="Checkpoint written by seglab fit.")
+    p.add_argument("--out", required=True, help="Output folder.")
+    p.add_argument("--format", nargs="+", choices=FORMATS, default=list(FORMATS))
+    p.add_argument("--prune-level", type=int, default=None, help="U-Net++ pruning level.")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17).")
+    p.add_argument("--height", type=int, default=256, help="Tracing height (any works later).")
+    p.add_argument("--width", type=int, default=256, help="Tracing width.")
+    p.add_argument(
+        "--dynamo",
+        action="store_true",
+        help="Use the torch.export-based ONNX exporter (opset >= 18) instead of TorchScript's.",
+    )
+    p.add_argument("--torchscript-method", choices=("trace", "script"), default="trace")
+    p.add_argument("--tolerance", type=float, default=TOLERANCE, help="Largest |diff| allowed.")
+    p.add_argument("--name", default=None, help="File stem (default: the architecture name).")
+    return p.parse_args(list(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Entry point of ``seglab export``; writes ``<out>/export.json`` with the report."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    task = load_task(args.ckpt)
+    model = export_ready(task.model, args.prune_level)
+    name = args.name or task.hparams.model
+    print(
+        f"seglab export: {task.hparams.model} ({type(task).__name__}, "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters, "
+        f"prune_level={getattr(model, 'prune_level', None)}) from {args.ckpt}"
+    )
+    report = export_model(
+        model,
+        args.out,
+        args.format,
+        args.height,
+        args.width,
+        args.opset,
+        args.dynamo,
+        args.torchscript_method,
+        args.tolerance,
+        name,
+    )
+    h = task.hparams
+    report |= {
+        "checkpoint": str(args.ckpt),
+        "model": h.model,
+        "num_classes": h.num_classes,
+        "task": h.task,
+        "in_channels": h.in_channels,
+        "prune_level": getattr(model, "prune_level", None),
+        "class_names": list(h.class_names) if h.class_names else None,
+        "output": "logits (batch, num_classes, height, width); "
+        + {"multiclass": "argmax over classes", "binary": "foreground where logit > 0"}.get(
+            h.task, "label present where logit > 0"
+        ),
+    }
+    out = Path(args.out) / "export.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"report: {out}")
+    return report
