@@ -19,7 +19,9 @@ from lightning.pytorch.loggers import CSVLogger
 
 from seglab.checkpoint import AtomicCheckpointIO
 from seglab.config_base import expand_configs
+from seglab.config_check import ConfigKeyError, check_cli_args
 from seglab.data.datamodule import SegDataModule
+from seglab.guards import default_guards
 from seglab.runs import MaskWriter, RunSummary, latest_run_with_last, new_run_dir
 from seglab.tasks.base import SegmentationTask, check_task
 
@@ -114,6 +116,7 @@ class SeglabCLI(LightningCLI):
                 enable_version_counter=False,
             ),
             RunSummary(self.run_dir, run.monitor, run.mode, run.num_overlays),
+            *default_guards(),  # task vs data before the first step; no NaN checkpoint
             *extra,  # after RunSummary: W&B media read the finished summary.json
         ]
         if self.subcommand == "predict":
@@ -140,6 +143,7 @@ def run_cli(args: list[str] | None = None) -> SeglabCLI:
         sys.argv[1:] = expand_configs(sys.argv[1:])
     else:
         args = expand_configs(list(args))
+    check_cli_args(sys.argv[1:] if args is None else args)
     return SeglabCLI(
         SegmentationTask,
         SegDataModule,
@@ -159,7 +163,10 @@ def main(argv: list[str] | None = None) -> None:
 
         importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
         return
-    run_cli(None if argv == sys.argv[1:] else argv)
+    try:
+        run_cli(None if argv == sys.argv[1:] else argv)
+    except ConfigKeyError as err:
+        raise SystemExit(f"seglab: error: {err}") from None
 
 
 if __name__ == "__main__":

@@ -223,11 +223,6 @@ def test_geometric_augmentation_keeps_image_mask_and_weight_aligned(mask, which,
     _assert_aligned(mask, EXACT[which], seed)
 
 
-@pytest.mark.xfail(
-    reason="int64 masks are warped by another OpenCV path than images under Rotate/Affine; "
-    "needs SegDataset to hand albumentations uint8/uint16 masks (see the reliability report)",
-    strict=False,
-)
 @SETTINGS
 @given(noisy_masks(), st.sampled_from(range(len(WARPS))), st.integers(0, 2**31 - 1))
 def test_rotations_keep_image_mask_and_weight_aligned(mask, which, seed):

@@ -238,11 +238,6 @@ def test_check_sample_reports_channels_against_the_model():
     assert "data.dataset_kwargs.channels: 3" in problem.fix
 
 
-@pytest.mark.xfail(
-    reason="seglab/data/folder.py casts 32-bit 'I' images to uint16 (wraps "
-    "values > 65535 and negatives); see the reliability report",
-    strict=False,
-)
 def test_thirty_two_bit_images_are_not_silently_wrapped(tmp_path):
     root = tmp_path / "c"
     (root / "images").mkdir(parents=True)

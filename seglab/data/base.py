@@ -54,6 +54,22 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
+def compact_mask(mask: np.ndarray) -> np.ndarray:
+    """The mask as uint8 (or uint16) for albumentations when its values fit.
+
+    OpenCV warps int32/int64 arrays by another path than uint8 images and float32 weight maps:
+    under Rotate/Affine such a mask lands up to a pixel away from its image.
+    """
+    mask = np.asarray(mask)
+    if mask.dtype.kind in "iu" and mask.size:
+        lo, hi = int(mask.min()), int(mask.max())
+        if lo >= 0 and hi <= 255:
+            return mask.astype(np.uint8, copy=False)
+        if lo >= 0 and hi <= 65535:
+            return mask.astype(np.uint16, copy=False)
+    return mask
+
+
 class SegDataset(Dataset):
     """Base reader. Subclasses implement ``__len__`` and ``load``.
 
@@ -100,7 +116,10 @@ class SegDataset(Dataset):
         """Returns the raw sample ``index`` (see the module docstring)."""
         raise NotImplementedError
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        aug_seed = None
+        if isinstance(index, tuple):  # (augmentation seed, index) from SeededEpochSampler
+            aug_seed, index = index
         sample = self.load(index)
         image, mask, weight = sample["image"], sample.get("mask"), sample.get("weight")
         if self.weight_map is not None and mask is not None and weight is None:
@@ -108,9 +127,11 @@ class SegDataset(Dataset):
         if self.transform is not None:
             kw: dict[str, Any] = {"image": image}
             if mask is not None:
-                kw["mask"] = mask
+                kw["mask"] = compact_mask(mask)
             if weight is not None:
                 kw["weight"] = weight
+            if aug_seed is not None and hasattr(self.transform, "set_random_seed"):
+                self.transform.set_random_seed(aug_seed)
             out = self.transform(**kw)
             image, mask, weight = out["image"], out.get("mask"), out.get("weight")
         x = image_to_tensor(np.asarray(image))

@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, Sampler, WeightedRandomSampler
 
 from seglab.data.base import SegDataset, get_dataset_class
 from seglab.data.transforms import build_transforms
@@ -25,6 +25,39 @@ def _worker_init(_: int) -> None:
     transform = getattr(info.dataset, "transform", None) if info else None
     if transform is not None:  # albumentations' Compose has its own RNG: seed it per worker
         transform.set_random_seed(torch.initial_seed() % 2**32)
+
+
+class SeededEpochSampler(Sampler):
+    """Training order and augmentation as a pure function of ``(seed, epoch)``.
+
+    Lightning calls ``set_epoch`` before every epoch. Each item is yielded as
+    ``(augmentation_seed, index)``; :class:`SegDataset` reseeds the albumentations pipeline with
+    it. Nothing depends on the global RNG state or on how long loader workers have lived, so a run
+    resumed from ``last.ckpt`` replays exactly the batches of an uninterrupted run.
+
+    Args:
+        n: Dataset length.
+        seed: Base seed (the ``seed_everything`` value).
+        weights: Per-item sampling weights (sampling with replacement); None shuffles.
+    """
+
+    def __init__(self, n: int, seed: int, weights: torch.Tensor | None = None) -> None:
+        self.n, self.seed, self.weights, self.epoch = n, int(seed), weights, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        if self.weights is None:
+            order = torch.randperm(self.n, generator=g)
+        else:
+            order = torch.multinomial(self.weights, self.n, replacement=True, generator=g)
+        seeds = torch.randint(0, 2**32 - 1, (self.n,), generator=g, dtype=torch.int64)
+        yield from zip(seeds.tolist(), order.tolist())
 
 
 class SegDataModule(L.LightningDataModule):
@@ -128,10 +161,21 @@ class SegDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool, batch_size: int, drop_last: bool) -> DataLoader:
         ds = self.datasets[split]
         sampler = None
-        if split == "train" and self.hparams.foreground_sampling:
-            base = getattr(ds, "dataset", ds)
-            weights = torch.as_tensor(base.sample_weights(), dtype=torch.double)
-            sampler, shuffle = WeightedRandomSampler(weights, len(ds), replacement=True), False
+        if split == "train":
+            weights = None
+            if self.hparams.foreground_sampling:
+                base = getattr(ds, "dataset", ds)
+                weights = torch.as_tensor(base.sample_weights(), dtype=torch.double)
+            trainer = getattr(self, "trainer", None)
+            if trainer is not None and trainer.world_size > 1:
+                # DDP: Lightning wraps the sampler and never calls the inner set_epoch
+                if weights is not None:
+                    sampler = WeightedRandomSampler(weights, len(ds), replacement=True)
+                    shuffle = False
+            else:
+                seed = os.environ.get("PL_GLOBAL_SEED")  # set by seed_everything
+                seed = int(seed) if seed is not None else int(torch.randint(2**31, ()).item())
+                sampler, shuffle = SeededEpochSampler(len(ds), seed, weights), False
         return DataLoader(
             ds,
             batch_size=batch_size,

@@ -33,14 +33,26 @@ def read_image(path: Path, channels: int | None) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            if im.mode in ("I;16", "I;16B", "I;16L"):
                 arr = np.asarray(im).astype(np.uint16)
+            elif im.mode == "I":
+                arr = np.asarray(im)
+                if arr.min() < 0 or arr.max() > 65535:
+                    raise ValueError(
+                        f"{path} is a 32-bit integer image with values {arr.min()}..{arr.max()}, "
+                        "outside 0..65535; rescale it to 8 or 16 bits (or float TIFF) first."
+                    )
+                arr = arr.astype(np.uint16)
+            elif im.mode == "F":
+                arr = np.asarray(im, dtype=np.float32)
             elif im.mode in ("L", "RGB"):
                 arr = np.asarray(im)
             elif im.mode == "P" or im.mode == "RGBA" or im.mode == "LA":
                 arr = np.asarray(im.convert("RGB"))
             else:
                 arr = np.asarray(im.convert("RGB"))
+    except ValueError:
+        raise
     except (OSError, SyntaxError) as err:
         raise ValueError(
             f"Cannot read image {path}: {err}. The file is corrupt or truncated; re-export or "
