@@ -15,9 +15,8 @@ second, odd size, and the largest absolute difference from the PyTorch logits is
 ``--tolerance`` (1e-4) the export fails.
 
 Why the export needs care: ``seglab.models.blocks.resize_to`` skips the interpolation when the
-sizes already match, and a traced or exported graph keeps that decision for every input size,
-so a graph traced at 256x256 breaks at 67x93. During export every ``resize_to`` therefore
-interpolates (a same-size bilinear resize is the identity, exactly). ONNX has no adaptive
+sizes already match, a decision a traced graph would freeze; it therefore always interpolates
+while tracing or exporting (a same-size bilinear resize is the identity). ONNX has no adaptive
 pooling to a grid other than 1x1, so for ONNX PSPNet's pyramid bins become averaging matrices
 computed from the input size (:class:`AdaptiveAvgPool2dExport`, equal to PyTorch's pooling).
 
@@ -29,18 +28,16 @@ to export, the same results).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from seglab.checkpoint import load_task, task_class  # noqa: F401  (task_class re-exported)
@@ -58,15 +55,6 @@ def export_ready(model: nn.Module, prune_level: int | None = None) -> nn.Module:
             )
         model.prune_level = prune_level
     return model.float().eval()
-
-
-def _resize_always(
-    x: torch.Tensor, size: torch.Tensor | Sequence[int], mode: str = "bilinear"
-) -> torch.Tensor:
-    """``resize_to`` without the same-size shortcut (the identity there, but traceable)."""
-    target = size.shape[-2:] if isinstance(size, torch.Tensor) else tuple(size)
-    align = False if mode in ("bilinear", "bicubic") else None
-    return F.interpolate(x, size=target, mode=mode, align_corners=align)
 
 
 class AdaptiveAvgPool2dExport(nn.Module):
@@ -122,24 +110,6 @@ def onnx_ready(model: nn.Module) -> nn.Module:
     return model
 
 
-@contextlib.contextmanager
-def shape_independent() -> Iterator[None]:
-    """Makes every ``resize_to`` used by seglab's models interpolate, whatever the sizes."""
-    from seglab.models import blocks
-
-    original = blocks.resize_to
-    patched = []
-    for name, module in list(sys.modules.items()):
-        if name.startswith("seglab.") and getattr(module, "resize_to", None) is original:
-            module.resize_to = _resize_always
-            patched.append(module)
-    try:
-        yield
-    finally:
-        for module in patched:
-            module.resize_to = original
-
-
 def example_input(model: nn.Module, height: int, width: int, batch: int = 1) -> torch.Tensor:
     """A random input with the encoder's channel count."""
     in_channels = getattr(getattr(model, "encoder", None), "in_channels", 3)
@@ -169,7 +139,7 @@ def export_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = onnx_ready(model)
-    with shape_independent(), torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if dynamo:
             dim = torch.export.Dim.DYNAMIC
@@ -207,7 +177,7 @@ def export_torchscript(
     """Writes ``model`` as TorchScript, traced (default) or scripted."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with shape_independent(), torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if method == "trace":
             scripted = torch.jit.trace(model, example, check_trace=False)

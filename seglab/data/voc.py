@@ -27,8 +27,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from seglab.data.base import SegDataset, register_dataset
-from seglab.data.imageio import check_same_size, ensure_dir_exists, read_label, read_rgb, stems
+from seglab.data.base import register_dataset
+from seglab.data.imageio import PairedReader, ensure_dir_exists, stems
 
 VOC_CLASSES = [
     "background",
@@ -86,7 +86,7 @@ def _read_list(path: Path) -> list[str]:
 
 
 @register_dataset("voc")
-class VOCSegmentation(SegDataset):
+class VOCSegmentation(PairedReader):
     """Pascal VOC 2012 segmentation reader: 21 classes, ignore index 255.
 
     Args:
@@ -98,6 +98,7 @@ class VOCSegmentation(SegDataset):
         std: Normalisation std.
     """
 
+    dataset_name = "Pascal VOC"
     num_classes = 21
     ignore_index = 255
     class_names = VOC_CLASSES
@@ -158,14 +159,4 @@ class VOCSegmentation(SegDataset):
                     f"{label_dir / (i + '.png')}. Fix: restore the label PNG or remove the id "
                     "from the list."
                 )
-        self.samples = [(images[i], labels[i]) for i in self.ids]
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def load(self, index: int) -> dict:
-        image_path, label_path = self.samples[index]
-        image = read_rgb(image_path)
-        mask = read_label(label_path, "Pascal VOC")
-        check_same_size(image, mask, image_path, label_path)
-        return {"image": image, "mask": mask, "name": self.ids[index]}
+        self.samples = [(i, images[i], labels[i]) for i in self.ids]
