@@ -12,10 +12,9 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from seglab.data.resample import resize_label_stack
 from seglab.data.volumes import write_label_volume
 
 
@@ -61,8 +60,7 @@ class VolumeWriter(BasePredictionWriter):
         vol = np.stack(slices)
         z, y, x = native_shape_zyx(reference)
         if vol.shape[1:] != (y, x):
-            t = torch.from_numpy(vol)[:, None].float()
-            vol = F.interpolate(t, size=(y, x), mode="nearest")[:, 0].to(torch.uint8).numpy()
+            vol = resize_label_stack(vol, (y, x))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         out = write_label_volume(vol, reference, self.out_dir)
         self.written.append(out)

@@ -9,6 +9,11 @@ range of slices), 0-4 hypodense tumours (20-30 HU) inside it, spleen (~50 HU, le
 overlap, as do tumours, kidneys and stomach, so position and shape matter: the task is
 learnable, not trivial. Deterministic from ``seed``.
 
+Scale: by default a 4x down-sampled abdominal scan, 48 slices of 5 mm and 128 x 128 pixels of
+2.8 mm (a ~30 x 25 cm body, a liver ~15 cm across), so millimetre measures (HD95) and lesion
+sizes are those of real CT: tumours are 1-6 cm across (``TUMOUR_RADIUS_MM``) and take ~7 % of
+the liver on average (LiTS cases range from none to a few tens of per cent).
+
 Files: ``volume-N.nii.gz`` (int16 HU) and ``segmentation-N.nii.gz`` (uint8: 0 background,
 1 liver, 2 tumour), N = 0..n_cases-1, with a RAS affine carrying the spacing, so the canonical
 loader returns exactly the generated ``(z, y, x)`` arrays. A ``.complete`` marker (holding the
@@ -33,8 +38,9 @@ from seglab.io import atomic_write
 
 log = logging.getLogger(__name__)
 
-PHANTOM_VERSION = 1
+PHANTOM_VERSION = 2
 MARKER = ".complete"
+TUMOUR_RADIUS_MM = (5.0, 30.0)  # LiTS-like lesions, 1-6 cm across
 _FILE_RE = re.compile(r"^(volume|segmentation)-(\d+)\.nii\.gz$")
 _announced: set[str] = set()
 
@@ -54,7 +60,7 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int, int], amp: fl
 def make_case(
     rng: np.random.Generator,
     shape: tuple[int, int, int] = (48, 128, 128),
-    spacing: tuple[float, float, float] = (2.5, 0.8, 0.8),
+    spacing: tuple[float, float, float] = (5.0, 2.8, 2.8),
 ) -> tuple[np.ndarray, np.ndarray]:
     """One phantom case: ``(image int16 HU, label uint8)``, both ``(z, y, x)``."""
     d, h, w = shape
@@ -181,7 +187,7 @@ def make_case(
     xg = np.arange(w, dtype=np.float32)[None, None, :] * sx
     for _ in range(int(rng.integers(0, 5)) if len(idx) else 0):
         c = idx[rng.integers(len(idx))] * np.array(spacing)
-        r = rng.uniform(3.0, 14.0) * rng.uniform(0.8, 1.25, 3)
+        r = rng.uniform(*TUMOUR_RADIUS_MM) * rng.uniform(0.8, 1.25, 3)
         tum = ((zg - c[0]) / r[0]) ** 2 + ((yg - c[1]) / r[1]) ** 2 + ((xg - c[2]) / r[2]) ** 2 <= 1
         tum &= liver
         label[tum] = 2
@@ -216,9 +222,9 @@ def _params(n_cases, shape, spacing, seed) -> dict:
 
 def generate_phantom(
     out_dir: str | os.PathLike,
-    n_cases: int = 8,
+    n_cases: int = 12,
     shape: tuple[int, int, int] = (48, 128, 128),
-    spacing: tuple[float, float, float] = (2.5, 0.8, 0.8),
+    spacing: tuple[float, float, float] = (5.0, 2.8, 2.8),
     seed: int = 0,
 ) -> Path:
     """Writes the phantom in the LiTS layout; does nothing when it is already complete.
@@ -263,9 +269,9 @@ def generate_phantom(
 
 def ensure_phantom(
     cache_dir: str | os.PathLike | None = None,
-    n_cases: int = 8,
+    n_cases: int = 12,
     shape: tuple[int, int, int] = (48, 128, 128),
-    spacing: tuple[float, float, float] = (2.5, 0.8, 0.8),
+    spacing: tuple[float, float, float] = (5.0, 2.8, 2.8),
     seed: int = 0,
 ) -> Path:
     """The phantom folder ``<cache_dir>/<params-hash>``, generated on first use.

@@ -27,12 +27,13 @@ from typing import Any
 import numpy as np
 
 from seglab.data.base import SegDataset, register_dataset
+from seglab.data.resample import resize_image_stack, resize_label_stack
 from seglab.data.volumes import Case, _natural_key, find_cases, load_case
 from seglab.io import atomic_write
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 SPLITS = ("train", "val", "test", "all", "predict")
 LABEL_MODES = {
     "liver": ["background", "liver"],
@@ -78,15 +79,6 @@ def cache_key(case: Case, params: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _resize_stack(vol: np.ndarray, size: int, interp: int) -> np.ndarray:
-    import cv2
-
-    out = np.empty((vol.shape[0], size, size), vol.dtype)
-    for z in range(vol.shape[0]):
-        out[z] = cv2.resize(vol[z], (size, size), interpolation=interp)
-    return out
-
-
 def preprocess_case(
     case: Case,
     cache_dir: Path,
@@ -117,12 +109,10 @@ def preprocess_case(
     label = vol.label
     spacing = list(vol.spacing)
     if slice_size is not None:
-        import cv2
-
         h, w = image.shape[1:]
-        image = _resize_stack(image, slice_size, cv2.INTER_LINEAR)
+        image = resize_image_stack(image, (slice_size, slice_size))
         if label is not None:
-            label = _resize_stack(label, slice_size, cv2.INTER_NEAREST)
+            label = resize_label_stack(label, (slice_size, slice_size))
         spacing = [spacing[0], spacing[1] * h / slice_size, spacing[2] * w / slice_size]
     image = image.astype(np.dtype(dtype))
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -221,7 +211,8 @@ class CTSliceDataset(SegDataset):
             volumes can be reassembled.
         foreground_fraction: Target share of liver slices drawn by a ``WeightedRandomSampler``
             over :meth:`sample_weights` (use ``data.foreground_sampling=true``); None: uniform.
-        slice_size: Resize every slice to ``slice_size`` squared (image bilinear, label nearest);
+        slice_size: Resize every slice to ``slice_size`` squared (image area/bilinear, label
+            class-wise alike, see :mod:`seglab.data.resample`);
             None keeps the native grid. Spacing in the metadata is scaled accordingly.
         cache_dir: Preprocessing cache; default ``$SEGLAB_CACHE/ct`` or ``~/.cache/seglab/ct``.
         cache_dtype: ``float16`` or ``float32`` for the cached windowed image.

@@ -10,9 +10,9 @@ MS-SSIM follows Wang, Simoncelli & Bovik (2003)::
     MS-SSIM = l_M ** b_M * prod_{j=1..M} cs_j ** b_j
 
 with ``cs_j`` the mean contrast-structure term at scale ``j`` and ``l_M * cs_M`` the mean SSIM at
-the coarsest scale, an 11x11 Gaussian window (sigma 1.5) applied without padding, 2x2 average
-pooling between scales, ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2`` (``L = 1`` for probabilities)
-and the weights ``(0.0448, 0.2856, 0.3001, 0.2363, 0.1333)``. It matches
+the coarsest scale, an 11x11 Gaussian window (sigma 1.5, applied separably) without padding,
+2x2 average pooling between scales, ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2`` (``L = 1`` for
+probabilities) and the weights ``(0.0448, 0.2856, 0.3001, 0.2363, 0.1333)``. It matches
 ``torchmetrics.functional.image.multiscale_structural_similarity_index_measure`` wherever that
 applies. To work on small images the number of scales adapts: only as many scales are used as
 keep the coarsest image at least as large as the window, with the first ``M`` weights
@@ -87,19 +87,32 @@ def focal_loss(
 
 def gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> torch.Tensor:
     """Normalised 2D Gaussian window ``(1, 1, size, size)``, float32."""
-    coords = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
-    g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
+    g = _gaussian_1d(size, sigma, device)
     return (g[:, None] * g[None, :])[None, None]
 
 
+def _gaussian_1d(size: int, sigma: float, device=None) -> torch.Tensor:
+    coords = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Valid (unpadded) Gaussian filtering, as two 1D passes: ``size`` taps, not ``size**2``."""
+    c, k = x.shape[1], g.numel()
+    x = F.conv2d(x, g.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
+    return F.conv2d(x, g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+
+
 def _ssim_and_cs(
-    x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, c1: float, c2: float
+    x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, c1: float, c2: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean SSIM and mean contrast-structure per image and channel, ``(B, C)`` each."""
-    b, c = x.shape[:2]
-    w = window.expand(c, 1, *window.shape[-2:])
-    stats = F.conv2d(torch.cat([x, y, x * x, y * y, x * y]), w, groups=c).split(b)
+    """Mean SSIM and mean contrast-structure per image and channel, ``(B, C)`` each.
+
+    ``g`` is the 1D Gaussian; the 2D window is its outer product (separable filtering).
+    """
+    b = x.shape[0]
+    stats = _blur(torch.cat([x, y, x * x, y * y, x * y]), g).split(b)
     mu_x, mu_y, xx, yy, xy = stats
     var_x = (xx - mu_x**2).clamp_min(0)
     var_y = (yy - mu_y**2).clamp_min(0)
@@ -137,7 +150,7 @@ def ms_ssim(
     w = torch.tensor(weights[:scales], dtype=torch.float32, device=x.device)
     if scales < len(weights):
         w = w / w.sum()
-    window = gaussian_window(k, sig, x.device)
+    window = _gaussian_1d(k, sig, x.device)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     values = []
     for j in range(scales):

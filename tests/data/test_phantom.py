@@ -17,7 +17,7 @@ from seglab.data.volumes import find_cases, load_case
 def phantom(tmp_path_factory) -> tuple[Path, float]:
     out = tmp_path_factory.mktemp("phantom") / "default"
     t0 = time.perf_counter()
-    generate_phantom(out)  # the defaults: 8 cases of 48 x 128 x 128
+    generate_phantom(out)  # the defaults: 12 cases of 48 x 128 x 128
     return out, time.perf_counter() - t0
 
 
@@ -25,10 +25,10 @@ def test_generation_time_and_layout(phantom):
     root, seconds = phantom
     assert seconds < 20.0  # about 2 s on a free core; generous for shared CI machines
     cases = find_cases(root)
-    assert [c.case_id for c in cases] == [f"volume-{i}" for i in range(8)]
+    assert [c.case_id for c in cases] == [f"volume-{i}" for i in range(12)]
     vol = load_case(cases[0])
     assert vol.image.shape == vol.label.shape == (48, 128, 128)
-    assert vol.spacing == pytest.approx((2.5, 0.8, 0.8))
+    assert vol.spacing == pytest.approx((5.0, 2.8, 2.8))
     assert (root / ".complete").is_file()
 
 
@@ -49,7 +49,7 @@ def test_deterministic_from_seed(tmp_path):
 
 def test_labels_and_hu_ranges(phantom):
     root, _ = phantom
-    tumour_cases = 0
+    tumour_cases, burdens = 0, []
     for case in find_cases(root):
         vol = load_case(case)
         img, lab = vol.image, vol.label
@@ -67,7 +67,12 @@ def test_labels_and_hu_ranges(phantom):
             assert 10 <= img[lab == 2].mean() <= 40 < img[lab == 1].mean()
         noise = img[lab == 1].std()
         assert 5 < noise < 40
+        burdens.append((lab == 2).sum() / (lab >= 1).sum())
+        # a real abdomen: ~30 cm across at the header spacing, liver 10-25 cm wide
+        width_mm = np.ptp(np.argwhere(img[lab.shape[0] // 2] > -500)[:, 1]) * vol.spacing[2]
+        assert 220 < width_mm < 380
     assert tumour_cases >= 2
+    assert 0.02 < np.mean(burdens) < 0.15  # tumour share of the liver: LiTS-like, not dominant
 
 
 def test_idempotent_and_marker(tmp_path):
