@@ -3,14 +3,20 @@
 A pipeline is a list of ``{name: <albumentations class>, **kwargs}`` entries; ``OneOf`` and
 ``SomeOf`` take a nested ``transforms`` list. Image, mask and weight map are transformed
 together (the weight map as a mask target, so it is never blended across labels).
+
+Masks are resized with ``cv2.INTER_NEAREST_EXACT`` unless an entry sets ``mask_interpolation``:
+albumentations' default, ``cv2.INTER_NEAREST``, samples ``floor(i * in / out)`` in ``Resize``
+and its kin and so shifts the mask by up to half a pixel against the bilinearly resized image.
 """
 
 from __future__ import annotations
 
 import difflib
+import inspect
 from typing import Any
 
 import albumentations as A
+import cv2
 
 
 def _build(spec: dict[str, Any]) -> A.BasicTransform:
@@ -28,6 +34,8 @@ def _build(spec: dict[str, Any]) -> A.BasicTransform:
         raise ValueError(f"Unknown albumentations transform {name!r}.{hint}")
     if "transforms" in kwargs:
         kwargs["transforms"] = [_build(t) for t in kwargs["transforms"]]
+    if "mask_interpolation" in inspect.signature(cls.__init__).parameters:
+        kwargs.setdefault("mask_interpolation", cv2.INTER_NEAREST_EXACT)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:

@@ -54,3 +54,21 @@ def test_round_trip_and_trivial_cases():
     assert same is not lab
     flat = resize_label_stack(np.full((3, 10, 12), 2, np.uint8), (5, 7))
     assert flat.shape == (3, 5, 7) and (flat == 2).all()
+
+
+def test_yaml_resize_keeps_masks_aligned():
+    from seglab.data.transforms import build_transforms
+
+    mask = np.zeros((128, 128), np.uint8)
+    mask[40:91, 50:101] = 1
+    image = mask.astype(np.float32)
+    for spec in (
+        [{"name": "Resize", "height": 80, "width": 80}],
+        [{"name": "Resize", "height": 80, "width": 80, "mask_interpolation": 0}],
+    ):
+        out = build_transforms(spec)(image=image, mask=mask)
+        shift = np.abs(np.argwhere(out["mask"]).mean(0) - np.argwhere(out["image"] >= 0.5).mean(0))
+        if "mask_interpolation" in spec[0]:
+            assert shift.max() > 0.25  # the user's explicit choice is kept
+        else:
+            assert shift.max() < 0.1
