@@ -4,7 +4,8 @@ A pipeline is a list of ``{name: <albumentations class>, **kwargs}`` entries; ``
 ``SomeOf`` take a nested ``transforms`` list. Image, mask and weight map are transformed
 together (the weight map as a mask target, so it is never blended across labels).
 
-Masks are resized with ``cv2.INTER_NEAREST_EXACT`` unless an entry sets ``mask_interpolation``:
+Masks are resized with ``cv2.INTER_NEAREST_EXACT`` where a transform accepts it (``Resize``,
+``RandomScale``, ...) unless an entry sets ``mask_interpolation``:
 albumentations' default, ``cv2.INTER_NEAREST``, samples ``floor(i * in / out)`` in ``Resize``
 and its kin and so shifts the mask by up to half a pixel against the bilinearly resized image.
 """
@@ -34,8 +35,12 @@ def _build(spec: dict[str, Any]) -> A.BasicTransform:
         raise ValueError(f"Unknown albumentations transform {name!r}.{hint}")
     if "transforms" in kwargs:
         kwargs["transforms"] = [_build(t) for t in kwargs["transforms"]]
-    if "mask_interpolation" in inspect.signature(cls.__init__).parameters:
-        kwargs.setdefault("mask_interpolation", cv2.INTER_NEAREST_EXACT)
+    params = inspect.signature(cls.__init__).parameters
+    if "mask_interpolation" in params and "mask_interpolation" not in kwargs:
+        try:
+            return cls(**kwargs, mask_interpolation=cv2.INTER_NEAREST_EXACT)
+        except (TypeError, ValueError):
+            pass  # warps (Affine, elastic) take only the classic flags; their nearest is exact
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:

@@ -72,3 +72,11 @@ def test_yaml_resize_keeps_masks_aligned():
             assert shift.max() > 0.25  # the user's explicit choice is kept
         else:
             assert shift.max() < 0.1
+
+
+def test_yaml_warps_keep_their_mask_interpolation():
+    from seglab.data.transforms import build_transforms
+
+    for spec in ({"name": "Affine", "rotate": [-10, 10]}, {"name": "ElasticTransform"}):
+        tf = build_transforms([spec])  # warps reject INTER_NEAREST_EXACT: no error, default kept
+        assert tf.transforms[0].mask_interpolation == cv2.INTER_NEAREST
