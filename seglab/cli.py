@@ -15,11 +15,11 @@ from typing import Any
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger
 
 from seglab.checkpoint import AtomicCheckpointIO
 from seglab.config_base import expand_configs
 from seglab.config_check import ConfigKeyError, check_cli_args
+from seglab.csv_logger import ResumableCSVLogger
 from seglab.data.datamodule import SegDataModule
 from seglab.guards import default_guards
 from seglab.runs import MaskWriter, RunSummary, latest_run_with_last, new_run_dir
@@ -92,7 +92,7 @@ class SeglabCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         run = self.config[self.subcommand].run
-        loggers: list[Any] = [CSVLogger(save_dir=str(self.run_dir), name="", version="")]
+        loggers: list[Any] = [ResumableCSVLogger(save_dir=str(self.run_dir), name="", version="")]
         extra: list[Any] = []
         if run.wandb:
             from seglab.wandb_logging import make_wandb_logger

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -77,8 +78,14 @@ def test_resume_continues_where_it_stopped(tmp_path, monkeypatch):
     first = fit(tmp_path, epochs=1)
     ckpt = torch.load(first.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["epoch"] == 0
+    with (first.run_dir / "metrics.csv").open() as f:
+        rows_before = list(csv.DictReader(f))
     second = fit(tmp_path, "--ckpt_path=last", epochs=2)
     assert second.run_dir == first.run_dir  # the same run folder continues
+    with (first.run_dir / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert rows[: len(rows_before)] == rows_before  # nothing logged before the resume is lost
+    assert {r["epoch"] for r in rows if r.get("val/mIoU")} == {"0", "1"}
     trainer = second.trainer
     assert trainer.current_epoch == 2 and trainer.global_step == 2 * ckpt["global_step"]
     assert second.trainer.checkpoint_callback.best_model_score is not None
