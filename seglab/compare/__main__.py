@@ -1,0 +1,5 @@
+"""``python -m seglab.compare``."""
+
+from seglab.compare.main import main
+
+main()
