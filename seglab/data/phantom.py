@@ -280,7 +280,7 @@ def ensure_phantom(
         cache_dir: Parent folder; default ``$SEGLAB_CACHE/phantom`` or ``~/.cache/seglab/phantom``.
         n_cases, shape, spacing, seed: As in :func:`generate_phantom`.
     """
-    from seglab.data.slices import default_cache_dir
+    from seglab.data.ct_cache import default_cache_dir
 
     params = _params(n_cases, shape, spacing, seed)
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
