@@ -35,7 +35,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from typing_extensions import override
 
-from seglab.wandb_media import ID_FILE, WandbMedia, confusion_image, confusion_stats, wandb_loggers
+from seglab.wandb_media import ID_FILE, WandbMedia
 
 
 # ---------------------------------------------------------------------------- config & tags
@@ -161,17 +161,3 @@ def make_wandb_logger(cfg: Any, run_dir: str | Path) -> tuple[WandbLogger, list[
     )
     media = WandbMedia(num_images=int(run.get("num_overlays", 4) or 0))
     return logger, [media]
-
-
-__all__ = [
-    "ID_FILE",
-    "SeglabWandbLogger",
-    "WandbMedia",
-    "confusion_image",
-    "confusion_stats",
-    "flatten",
-    "make_wandb_logger",
-    "resolved_config",
-    "run_tags",
-    "wandb_loggers",
-]

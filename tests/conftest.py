@@ -17,6 +17,19 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+def tiny_args(num_samples: int = 16) -> list[str]:
+    """CLI overrides for a tiny, quiet fit of ``experiments/default.yaml`` on the CPU."""
+    return [
+        "--model.init_args.model_kwargs={base_channels: 4, depth: 3}",
+        f"--data.dataset_kwargs={{size: 32, num_samples: {num_samples}}}",
+        "--data.batch_size=4",
+        "--data.num_workers=0",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--trainer.log_every_n_steps=1",
+    ]
+
+
 @pytest.fixture(autouse=True)
 def _fresh_run_env(monkeypatch):
     """Each test gets its own run folder (the CLI shares it with DDP children by env)."""

@@ -15,16 +15,11 @@ from scipy import stats
 
 from seglab.cli import run_cli
 from seglab.compare import compare, load_runs, main, plot_bars, plot_curves, to_markdown
+from tests.conftest import tiny_args
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
-    "--model.init_args.model_kwargs={base_channels: 4, depth: 3}",
-    "--data.dataset_kwargs={size: 32, num_samples: 16}",
-    "--data.batch_size=4",
-    "--data.num_workers=0",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-    "--trainer.log_every_n_steps=1",
+    *tiny_args(),
     "--trainer.max_epochs=2",
     "--run.num_overlays=0",
 ]

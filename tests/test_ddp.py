@@ -19,17 +19,10 @@ import torch
 
 from seglab.checkpoint import load_checkpoint_file
 from seglab.cli import run_cli
+from tests.conftest import tiny_args
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "--model.init_args.model_kwargs={base_channels: 4, depth: 3}",
-    "--data.dataset_kwargs={size: 32, num_samples: 16}",
-    "--data.batch_size=4",
-    "--data.num_workers=0",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-    "--trainer.log_every_n_steps=1",
-]
+TINY = tiny_args()
 FIT = [
     "--trainer.max_epochs=3",
     "--model.init_args.lr=0.02",

@@ -13,16 +13,9 @@ import yaml
 from seglab.cli import run_cli
 from seglab.data.datamodule import SegDataModule
 from seglab.tasks import SegmentationTask
+from tests.conftest import tiny_args
 
-TINY = [
-    "--model.init_args.model_kwargs={base_channels: 4, depth: 3}",
-    "--data.dataset_kwargs={size: 32, num_samples: 16}",
-    "--data.batch_size=4",
-    "--data.num_workers=0",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-    "--trainer.log_every_n_steps=1",
-]
+TINY = tiny_args()
 
 
 def fit(tmp_path: Path, *extra: str, epochs: int = 2):

@@ -23,17 +23,12 @@ import torch
 from seglab.checkpoint import load_checkpoint_file
 from seglab.cli import run_cli
 from tests import helpers_slow
+from tests.conftest import tiny_args
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "experiments" / "default.yaml")
 TINY = [
-    "--model.init_args.model_kwargs={base_channels: 4, depth: 3}",
-    "--data.dataset_kwargs={size: 32, num_samples: 8}",
-    "--data.batch_size=4",
-    "--data.num_workers=0",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-    "--trainer.log_every_n_steps=1",
+    *tiny_args(8),
     "--trainer.num_sanity_val_steps=0",
     "--run.num_overlays=0",
 ]

@@ -19,8 +19,8 @@ from PIL import Image
 
 from seglab.data import checks
 from seglab.data.base import get_dataset_class
-from seglab.data.checks import Problem, check_dataset, check_sample
 from seglab.data.datamodule import SegDataModule
+from seglab.data.sample_checks import Problem, check_dataset, check_sample
 from seglab.guards import DataCompatibility, check_batch_labels, check_data_compatibility
 from seglab.tasks import SegmentationTask
 from tests.conftest import write_folder_dataset
@@ -251,36 +251,6 @@ def test_thirty_two_bit_images_are_not_silently_wrapped(tmp_path):
         assert "a.tif" in str(err)
     else:
         assert int(image.max()) == 70000 or image.dtype.kind == "f"
-
-
-# -------------------------------------------------------------------------------- NIfTI
-def test_nifti_image_and_label_of_different_shape_or_affine(tmp_path):
-    nib = pytest.importorskip("nibabel")
-    from seglab.data.volumes import Case, load_case
-
-    def save(name: str, shape, affine) -> Path:
-        path = tmp_path / name
-        nib.save(nib.Nifti1Image(np.zeros(shape, np.int16), affine), str(path))
-        return path
-
-    eye = np.eye(4)
-    image = save("volume-0.nii", (8, 8, 4), eye)
-    label = save("segmentation-0.nii", (8, 8, 3), eye)
-    with pytest.raises(
-        ValueError,
-        match=r"Shape mismatch in case volume-0: image .*volume-0.nii "
-        r"is \(8, 8, 4\) but label .*segmentation-0.nii",
-    ):
-        load_case(Case("volume-0", image, label))
-    shifted = eye.copy()
-    shifted[0, 3] = 5.0
-    label = save("segmentation-0.nii", (8, 8, 4), shifted)
-    with pytest.raises(
-        ValueError,
-        match=r"(?s)Affine mismatch in case volume-0: label .* is not on the"
-        r" grid of image .*Re-save the label",
-    ):
-        load_case(Case("volume-0", image, label))
 
 
 # --------------------------------------------------------------- task against the data

@@ -14,6 +14,7 @@ import torch
 from seglab.checkpoint import load_checkpoint_file
 from seglab.io import load_weights_file, safe_child
 from seglab.tasks import SegmentationTask
+from tests.conftest import tiny_args
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_TASK = {"model": "unet", "num_classes": 5, "model_kwargs": {"base_channels": 4, "depth": 3}}
@@ -80,13 +81,8 @@ def test_crafted_checkpoint_is_refused_by_ckpt_path(evil, tmp_path, monkeypatch)
         "--config",
         str(REPO / "experiments" / "default.yaml"),
         f"--run.root={tmp_path / 'runs'}",
-        "--model.init_args.model_kwargs={base_channels: 4, depth: 3}",
-        "--data.dataset_kwargs={size: 32, num_samples: 8}",
-        "--data.batch_size=4",
-        "--data.num_workers=0",
+        *tiny_args(8),
         "--trainer.max_epochs=1",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
         f"--ckpt_path={path}",
         "--weights_only=false",  # asking for an unsafe load changes nothing
     ]

@@ -10,6 +10,7 @@ import yaml
 
 from seglab.compare import compare, load_runs
 from seglab.sweep import combo_name, expand_grid, main, plan
+from tests.conftest import tiny_args
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEPS = REPO / "experiments" / "sweeps"
@@ -80,13 +81,8 @@ def test_sweep_runs_each_combination_as_its_own_run(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     tiny = [
         f"--run.root={root}",
-        "--model.init_args.model_kwargs={base_channels: 4, depth: 3}",
-        "--data.dataset_kwargs={size: 32, num_samples: 8}",
-        "--data.batch_size=4",
-        "--data.num_workers=0",
+        *tiny_args(8),
         "--trainer.max_epochs=1",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
         "--run.num_overlays=0",
     ]
     grid = json.dumps({"model.init_args.lr": [0.001, 0.01]})

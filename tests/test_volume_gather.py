@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch.distributed as dist
 
-from seglab.metrics.volume import VolumeEvaluator
+from seglab.metrics.volume_evaluator import VolumeEvaluator
 from seglab.tasks.volumetric import VolumeScores
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from seglab.metrics.volume import VolumeEvaluator, dice, hd95, largest_component, postprocess_liver
+from seglab.metrics.volume import dice, hd95, largest_component, postprocess_liver
+from seglab.metrics.volume_evaluator import VolumeEvaluator
 
 
 def test_dice_values():

@@ -11,18 +11,12 @@ import numpy as np
 import pytest
 
 from seglab.cli import run_cli
-from seglab.wandb_logging import confusion_stats, flatten, run_tags
+from seglab.wandb_logging import flatten, run_tags
+from seglab.wandb_media import confusion_stats
+from tests.conftest import tiny_args
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "--model.init_args.model_kwargs={base_channels: 4, depth: 3}",
-    "--data.dataset_kwargs={size: 32, num_samples: 16}",
-    "--data.batch_size=4",
-    "--data.num_workers=0",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-    "--trainer.log_every_n_steps=1",
-]
+TINY = tiny_args()
 
 
 def wandb_records(path: Path):

@@ -23,15 +23,7 @@ from typing import Any
 
 import yaml
 
-from seglab.data.sample_checks import (
-    DEFAULT_MIN_SIZE,
-    Problem,
-    check_dataset,
-    check_sample,
-    format_report,
-)
-
-__all__ = ["Problem", "check_dataset", "check_sample", "format_report", "main", "run"]
+from seglab.data.sample_checks import DEFAULT_MIN_SIZE, Problem, check_dataset, format_report
 
 
 def load_config(paths: list[str], overrides: list[str]) -> dict[str, Any]:

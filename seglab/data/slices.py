@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from seglab.data.base import SegDataset, register_dataset
-from seglab.data.ct_cache import CACHE_VERSION, default_cache_dir, hu_window, preprocess_case
+from seglab.data.ct_cache import default_cache_dir, preprocess_case
 from seglab.data.volumes import Case, _natural_key, find_cases
 
 SPLITS = ("train", "val", "test", "all", "predict")
@@ -24,16 +24,6 @@ LABEL_MODES = {
     "liver": ["background", "liver"],
     "liver_tumor": ["background", "liver", "tumor"],
 }
-
-__all__ = [
-    "CACHE_VERSION",
-    "LABEL_MODES",
-    "CTSliceDataset",
-    "default_cache_dir",
-    "hu_window",
-    "preprocess_case",
-    "split_cases",
-]
 
 
 def split_cases(

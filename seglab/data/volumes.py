@@ -287,8 +287,3 @@ def write_label_volume(
         payload = gzip.compress(payload, compresslevel=6, mtime=0)
     atomic_write(out, lambda f: f.write(payload))
     return out
-
-
-# The CT slice reader lives in seglab.data.slices; importing it here registers "ct_slices"
-# through seglab.data.readers, which imports this module.
-from seglab.data import slices as _slices  # noqa: E402, F401

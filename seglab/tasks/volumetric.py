@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from seglab.metrics.volume import VolumeEvaluator
+from seglab.metrics.volume_evaluator import VolumeEvaluator
 
 
 class VolumeScores:

@@ -11,9 +11,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from seglab.data.base import get_dataset_class
-from seglab.data.slices import CTSliceDataset, hu_window, split_cases
+from seglab.data.ct_cache import hu_window
+from seglab.data.slices import CTSliceDataset, split_cases
 from seglab.data.volumes import find_cases, load_case, write_label_volume
-from seglab.metrics.volume import VolumeEvaluator
+from seglab.metrics.volume_evaluator import VolumeEvaluator
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lits_vol117"
 
@@ -268,7 +269,8 @@ def test_shape_and_affine_mismatch_errors(tmp_path):
         np.diag([-1, 1, 1, 1]),
     )
     with pytest.raises(
-        ValueError, match=r"Affine mismatch.*segmentation-1\.nii\.gz.*image.*volume-1"
+        ValueError,
+        match=r"(?s)Affine mismatch.*segmentation-1\.nii\.gz.*image.*volume-1.*Re-save the label",
     ):
         load_case(find_cases(tmp_path / "f")[0])
 
