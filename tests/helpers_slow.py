@@ -48,12 +48,12 @@ class SlowBatches(L.Callback):
 class SlowCheckpointWrite(L.Callback):
     """From the ``from_save``-th checkpoint on, writes half the file, marks, sleeps, finishes.
 
-    Wraps the ``atomic_write`` that ``seglab.checkpoint.AtomicCheckpointIO`` calls, so the real
+    Wraps the ``atomic_write`` that ``seglab.runs.checkpoint.AtomicCheckpointIO`` calls, so the real
     temporary-file-then-rename path runs; only the byte writing is slowed down.
     """
 
     def __init__(self, from_save: int = 3, seconds: float = 60.0) -> None:
-        import seglab.checkpoint as ck
+        import seglab.runs.checkpoint as ck
 
         real = ck.atomic_write
         count = {"n": 0}

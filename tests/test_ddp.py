@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from seglab.checkpoint import load_checkpoint_file
 from seglab.cli import run_cli
+from seglab.runs.checkpoint import load_checkpoint_file
 from tests.conftest import tiny_args
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from seglab.cli import run_cli
-from seglab.config_base import _chain
+from seglab.cli.config_base import _chain
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.name for p in (REPO / "experiments").glob("*.yaml") if p.name != "base.yaml")

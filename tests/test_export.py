@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seglab.export import (
+from seglab.inference.export import (
     AdaptiveAvgPool2dExport,
     check_onnx,
     export_model,
@@ -133,7 +133,7 @@ def test_exportable_adaptive_pooling_equals_torch(size):
 
 
 def test_task_class_resolves_seglab_tasks_only():
-    from seglab.export import task_class
+    from seglab.inference.export import task_class
     from seglab.tasks import ContextTask, SegmentationTask, UNetFamilyTask
 
     assert task_class({"_class_path": "seglab.tasks.UNetFamilyTask"}) is UNetFamilyTask

@@ -42,7 +42,7 @@ def isbi_batch(size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
             imgs.append((img - 0.5) / 0.2)
             masks.append(mask)
         return torch.tensor(np.stack(imgs))[:, None], torch.tensor(np.stack(masks)).long()
-    from seglab.data.synthetic import SyntheticShapes
+    from seglab.data.datasets.synthetic import SyntheticShapes
 
     ds = SyntheticShapes("train", size=size, num_classes=2, channels=1)
     return torch.stack([ds[i]["image"] for i in (0, 1)]), torch.stack(

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from seglab.inference import infer, plain_forward, predict_tta, sliding_window
 from seglab.models import create_model
+from seglab.models.inference import infer, plain_forward, predict_tta, sliding_window
 
 
 def pointwise_model() -> nn.Module:

@@ -8,8 +8,8 @@ import io
 import pytest
 import torch
 
-from seglab.model_cards import default_encoder, forward_flops, main, model_card
 from seglab.models import create_model, list_models
+from seglab.models.cards import default_encoder, forward_flops, main, model_card
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import yaml
 
 from seglab.cli import run_cli
 from seglab.models import create_model
-from seglab.speed import CompileModel, StepTimer
+from seglab.runs.speed import CompileModel, StepTimer
 from seglab.tasks import SegmentationTask
 from tests.conftest import tiny_args
 
@@ -49,7 +49,9 @@ def fit(tmp_path: Path, *extra: str):
 def test_bf16_mixed_fit_runs_and_step_timer_logs(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     cli = fit(
-        tmp_path, "--trainer.precision=bf16-mixed", "--trainer.callbacks+=seglab.speed.StepTimer"
+        tmp_path,
+        "--trainer.precision=bf16-mixed",
+        "--trainer.callbacks+=seglab.runs.speed.StepTimer",
     )
     assert cli.trainer.precision == "bf16-mixed"
     metrics = read_metrics(cli.run_dir)
@@ -109,8 +111,8 @@ def test_compile_callback_from_yaml_keeps_checkpoint_names(tmp_path, monkeypatch
     monkeypatch.chdir(REPO)
     fragment = tmp_path / "compile.yaml"
     callbacks = [
-        {"class_path": "seglab.speed.CompileModel", "init_args": {"backend": "eager"}},
-        {"class_path": "seglab.speed.StepTimer"},
+        {"class_path": "seglab.runs.speed.CompileModel", "init_args": {"backend": "eager"}},
+        {"class_path": "seglab.runs.speed.StepTimer"},
     ]
     fragment.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}}))
     cli = fit(

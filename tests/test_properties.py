@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from seglab.data.base import SegDataset, get_dataset_class
+from seglab.data.datasets.base import SegDataset, get_dataset_class
 from seglab.data.transforms import build_transforms
 from seglab.losses import SegLoss
 from seglab.metrics.segmentation import SegMetrics

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from seglab.checkpoint import load_checkpoint_file
 from seglab.cli import run_cli
+from seglab.runs.checkpoint import load_checkpoint_file
 from tests import helpers_slow
 from tests.conftest import tiny_args
 
@@ -145,7 +145,7 @@ def test_non_finite_weights_never_reach_a_checkpoint(tmp_path):
     helpers_slow.PoisonWeights.snapshot = {}
     args = [
         "--trainer.callbacks+=tests.helpers_slow.PoisonWeights",
-        "--trainer.callbacks+=seglab.guards.FiniteWeightsGuard",
+        "--trainer.callbacks+=seglab.runs.guards.FiniteWeightsGuard",
     ]
     with pytest.raises(FloatingPointError, match=r"Non-finite weights .* global step 4"):
         fit(root, *args, epochs=2)
@@ -160,7 +160,7 @@ def test_finite_weights_guard_refuses_a_nan_save_and_disables_save_on_exception(
 
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from seglab.guards import FiniteWeightsGuard
+    from seglab.runs.guards import FiniteWeightsGuard
 
     mc = ModelCheckpoint(dirpath=tmp_path, save_on_exception=True)
     trainer = SimpleNamespace(checkpoint_callbacks=[mc], current_epoch=3, global_step=42)

@@ -17,11 +17,11 @@ import torch
 import yaml
 from PIL import Image
 
-from seglab.data import checks
-from seglab.data.base import get_dataset_class
+from seglab.cli import check_data as checks
+from seglab.data.checks import Problem, check_dataset, check_sample
 from seglab.data.datamodule import SegDataModule
-from seglab.data.sample_checks import Problem, check_dataset, check_sample
-from seglab.guards import DataCompatibility, check_batch_labels, check_data_compatibility
+from seglab.data.datasets.base import get_dataset_class
+from seglab.runs.guards import DataCompatibility, check_batch_labels, check_data_compatibility
 from seglab.tasks import SegmentationTask
 from tests.conftest import write_folder_dataset
 
@@ -297,7 +297,7 @@ def test_num_classes_disagreement_stops_fit_before_training(tmp_path, monkeypatc
         "--data.dataset_kwargs={size: 32, num_samples: 8}",
         "--data.num_workers=0",
         "--trainer.max_epochs=1",
-        "--trainer.callbacks+=seglab.guards.DataCompatibility",
+        "--trainer.callbacks+=seglab.runs.guards.DataCompatibility",
     ]
     with pytest.raises(ValueError, match=r"predicts 3 class\(es\).*num_classes=5"):
         run_cli(args)
@@ -350,7 +350,7 @@ def test_batch_labels_out_of_range_name_the_files():
 
 # ------------------------------------------------------------------------- config keys
 def test_misspelt_keys_in_a_config_file_get_the_closest_name(tmp_path):
-    from seglab.config_check import suggest_unknown_keys
+    from seglab.cli.config_check import suggest_unknown_keys
 
     cfg = tmp_path / "typo.yaml"
     cfg.write_text(
@@ -373,13 +373,13 @@ def test_misspelt_keys_in_a_config_file_get_the_closest_name(tmp_path):
 
 
 def test_misspelt_keys_on_the_command_line_are_refused(monkeypatch):
-    from seglab.config_check import ConfigKeyError, check_cli_args
+    from seglab.cli.config_check import ConfigKeyError, check_cli_args
 
     good = [
         "fit",
         "--config",
         str(REPO / "experiments" / "default.yaml"),
-        "--trainer.callbacks+=seglab.guards.DataCompatibility",
+        "--trainer.callbacks+=seglab.runs.guards.DataCompatibility",
         "--model.lr=0.1",
         "--ckpt_path",
         "last",
@@ -397,8 +397,8 @@ def test_misspelt_keys_on_the_command_line_are_refused(monkeypatch):
 
 
 def test_every_shipped_experiment_config_has_only_known_keys():
-    from seglab.config_base import expand_configs
-    from seglab.config_check import cli_unknown_keys
+    from seglab.cli.config_base import expand_configs
+    from seglab.cli.config_check import cli_unknown_keys
 
     files = sorted(p for p in (REPO / "experiments").glob("*.yaml") if p.name != "base.yaml")
     assert files

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from seglab.checkpoint import load_checkpoint_file
-from seglab.io import load_weights_file, safe_child
+from seglab.data.io import load_weights_file, safe_child
+from seglab.runs.checkpoint import load_checkpoint_file
 from seglab.tasks import SegmentationTask
 from tests.conftest import tiny_args
 
@@ -129,7 +129,7 @@ def test_safe_child_refuses_a_symlink_out_of_the_folder(tmp_path):
 
 
 def test_mask_writer_keeps_hostile_names_inside(tmp_path):
-    from seglab.runs import MaskWriter
+    from seglab.runs.folder import MaskWriter
 
     out = tmp_path / "masks"
     writer = MaskWriter(out)
@@ -142,7 +142,7 @@ def test_mask_writer_keeps_hostile_names_inside(tmp_path):
 
 def test_yaml_with_python_tags_is_refused(tmp_path, monkeypatch):
     """Neither LightningCLI nor check-data constructs Python objects from YAML tags."""
-    from seglab.data import checks
+    from seglab.cli import check_data as checks
 
     marker = tmp_path / "PWNED"
     cfg = tmp_path / "evil.yaml"

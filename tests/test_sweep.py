@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from seglab.cli.sweep import combo_name, expand_grid, main, plan
 from seglab.compare import compare, load_runs
-from seglab.sweep import combo_name, expand_grid, main, plan
 from tests.conftest import tiny_args
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from seglab.cli import run_cli
-from seglab.wandb_logging import flatten, run_tags
-from seglab.wandb_media import confusion_stats
+from seglab.runs.wandb_logging import flatten, run_tags
+from seglab.runs.wandb_media import confusion_stats
 from tests.conftest import tiny_args
 
 REPO = Path(__file__).resolve().parents[1]

@@ -225,7 +225,7 @@ def load_runs(paths_or_globs: str | Path | Iterable[str | Path]) -> list[Run]:
 def load_wandb_runs(project: str, filters: dict[str, Any] | None = None) -> list[Run]:
     """Runs of a W&B project (``entity/project``; needs W&B online and logged in).
 
-    Uses what ``seglab.wandb_logging`` logs: the dotted config, the group (experiment),
+    Uses what ``seglab.runs.wandb_logging`` logs: the dotted config, the group (experiment),
     ``val/*`` history against ``epoch`` and the summary keys ``params``, ``wall_seconds`` and
     ``best/<metric>``.
     """

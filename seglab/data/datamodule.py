@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Sampler, WeightedRandomSampler
 
-from seglab.data.base import SegDataset, get_dataset_class
+from seglab.data.datasets.base import SegDataset, get_dataset_class
 from seglab.data.transforms import build_transforms
 
 

@@ -1,4 +1,7 @@
-"""Losses: ``SegLoss`` is a weighted sum of named terms; every term masks the ignore index first."""
+"""Losses: ``SegLoss`` is a weighted sum of named terms; every term masks the ignore index first.
+
+May import ``seglab.losses.*`` and third-party libraries only.
+"""
 
 from seglab.losses.core import LOSS_TERMS, SegLoss
 

@@ -17,7 +17,7 @@ import timm
 import torch
 from torch import nn
 
-from seglab.io import load_weights_file
+from seglab.data.io import load_weights_file
 from seglab.models.blocks import double_conv
 
 HUB_WEIGHTS = ("imagenet", "hub", "pretrained")

@@ -5,10 +5,61 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from torch import nn
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+#: Version of the architectures' defaults. A checkpoint records the version it was built with
+#: (``SegmentationTask(defaults_version=...)``); one written before the key existed is version 1.
+DEFAULTS_VERSION = 2
+
+#: ``{name: {version: options}}``: the options that rebuild an older version's default network
+#: (registered with ``@register(name, legacy={1: {...}})`` beside the builder whose default
+#: changed), so that old checkpoints keep loading into the network they were trained as.
+_LEGACY: dict[str, dict[int, dict[str, object]]] = {}
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """One way seglab's default network differs from its reference, and the option about it.
+
+    Args:
+        what: What differs, in a sentence (``"side outputs averaged, the paper sums them"``).
+        option: The ``model_kwargs`` option (or ``"-"``) that restores the reference or chooses
+            between the two (``"side_loss=sum"``).
+        why: Why seglab's default differs (empty where the default is the reference's).
+    """
+
+    what: str
+    option: str
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """What an architecture follows: the reference, its parameter count and the deviations.
+
+    Args:
+        reference: Paper and reference implementation followed (``"Long et al. 2015; Caffe
+            fcn8s-atonce"``).
+        settings: ``create_model`` arguments of the reference's setting (``{"num_classes": 21}``,
+            the encoder, ...), at which ``params`` is counted.
+        params: The reference's parameter count at ``settings`` (None where none is published).
+        params_source: Where ``params`` comes from.
+        deviations: Every known difference from the reference, each with its option.
+    """
+
+    reference: str
+    settings: dict[str, object] = field(default_factory=dict)
+    params: int | None = None
+    params_source: str = ""
+    deviations: tuple[Deviation, ...] = ()
+
+
+#: ``{name: Fidelity}``, registered beside each builder (``@register(name, fidelity=...)``).
+_FIDELITY: dict[str, Fidelity] = {}
 
 # Modules that register architectures; imported lazily so `import seglab` stays light.
 _ARCH_MODULES = (
@@ -25,13 +76,29 @@ _ARCH_MODULES = (
 )
 
 
-def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Registers a model builder under ``name``."""
+def register(
+    name: str,
+    legacy: dict[int, dict[str, object]] | None = None,
+    fidelity: Fidelity | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Registers a model builder under ``name``.
+
+    Args:
+        name: The architecture's public name.
+        legacy: ``{version: options}`` that rebuild the default network of an older
+            ``DEFAULTS_VERSION`` (for example ``{1: {"decoder_channels": [128, 64]}}``).
+        fidelity: The reference the default network follows and its deviations
+            (``seglab models --fidelity``).
+    """
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _BUILDERS and _BUILDERS[name] is not fn:
             raise KeyError(f"Model {name!r} is registered twice.")
         _BUILDERS[name] = fn
+        if legacy:
+            _LEGACY[name] = {int(k): dict(v) for k, v in legacy.items()}
+        if fidelity is not None:
+            _FIDELITY[name] = fidelity
         return fn
 
     return wrap
@@ -46,6 +113,12 @@ def _load_all() -> None:
                 raise
 
 
+def fidelity(name: str) -> Fidelity | None:
+    """The registered :class:`Fidelity` of an architecture (None where none is registered)."""
+    _load_all()
+    return _FIDELITY.get(name)
+
+
 def list_models() -> list[str]:
     """Names of all registered architectures, sorted."""
     _load_all()
@@ -57,6 +130,7 @@ def create_model(
     num_classes: int,
     encoder_name: str | None = None,
     in_channels: int = 3,
+    defaults_version: int | None = None,
     **kwargs,
 ) -> nn.Module:
     """Builds a segmentation model by name.
@@ -67,6 +141,9 @@ def create_model(
         encoder_name: ``"unet"`` for the plain U-Net contracting path or a timm model name;
             None picks the architecture's default.
         in_channels: Input image channels (1 for CT or greyscale EM).
+        defaults_version: Build the defaults of this older version (``DEFAULTS_VERSION`` when
+            None): options registered as ``legacy`` for every version from this one up to the
+            current one fill in what ``kwargs`` leaves unset.
         **kwargs: Architecture-specific options (``output_stride``, ``base_channels``, ...).
 
     Returns:
@@ -84,4 +161,8 @@ def create_model(
         raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
     if encoder_name is not None:
         kwargs["encoder_name"] = encoder_name
+    version = DEFAULTS_VERSION if defaults_version is None else int(defaults_version)
+    for old in sorted(_LEGACY.get(name, {}), reverse=True):
+        if old >= version:
+            kwargs = {**_LEGACY[name][old], **kwargs}
     return _BUILDERS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)

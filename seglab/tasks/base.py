@@ -7,7 +7,6 @@ torchgeo's ``BaseTask`` does, and never rewrite the steps. The task takes primit
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,13 @@ import lightning as L
 import torch
 from torch import nn
 
+from seglab.data.io import load_checkpoint_file
 from seglab.losses import SegLoss
 from seglab.metrics.segmentation import SegMetrics, decide
 from seglab.models import ModelOutput, create_model, main_logits
+from seglab.models.registry import DEFAULTS_VERSION
+from seglab.tasks.checkpoint import find_task_class
+from seglab.tasks.optim import build_optimizer
 
 TASKS = ("binary", "multiclass", "multilabel")
 
@@ -68,6 +71,9 @@ class SegmentationTask(L.LightningModule):
             pooled Dice and HD95 (needs ``ct_slices`` data).
         lcc: With ``volumetric``, also score the largest-connected-component liver.
         volume_classes: Label classes of the volumes (2 liver, 3 liver and tumour).
+        defaults_version: Version of the architectures' defaults the model is built with
+            (``seglab.models.registry.DEFAULTS_VERSION``); checkpoints written before it existed
+            load as version 1, the first round's networks.
     """
 
     def __init__(
@@ -95,6 +101,7 @@ class SegmentationTask(L.LightningModule):
         volumetric: bool = False,
         lcc: bool = True,
         volume_classes: int = 2,
+        defaults_version: int = DEFAULTS_VERSION,
     ) -> None:
         super().__init__()
         check_task(task, num_classes)
@@ -114,13 +121,13 @@ class SegmentationTask(L.LightningModule):
         ``SegmentationTask.load_from_checkpoint(path)`` on a ``UNetFamilyTask`` checkpoint
         returns a ``UNetFamilyTask`` (with its ``prune_level``, side weights, ...), not the base.
         """
-        from seglab.checkpoint import load_checkpoint_file, task_class
-
         if isinstance(checkpoint_path, str | Path):
             hparams = load_checkpoint_file(checkpoint_path).get("hyper_parameters", {})
-            target = task_class(hparams)
+            target = find_task_class(hparams, SegmentationTask)
             if target is not cls and issubclass(target, cls):
                 return target.load_from_checkpoint(checkpoint_path, *args, **kwargs)
+            if "defaults_version" not in hparams:  # written before the key: first-round nets
+                kwargs.setdefault("defaults_version", 1)
         kwargs.setdefault("weights_only", True)
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
@@ -144,7 +151,12 @@ class SegmentationTask(L.LightningModule):
         """Builds ``self.model`` from the primitives in ``hparams``."""
         h = self.hparams
         self.model: nn.Module = create_model(
-            h.model, h.num_classes, h.encoder_name, h.in_channels, **(h.model_kwargs or {})
+            h.model,
+            h.num_classes,
+            h.encoder_name,
+            h.in_channels,
+            defaults_version=h.get("defaults_version", 1),
+            **(h.model_kwargs or {}),
         )
         if h.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -265,32 +277,6 @@ class SegmentationTask(L.LightningModule):
 
     # ---------------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> dict[str, Any]:
-        h = self.hparams
-        decay, no_decay = [], []
-        for p in self.parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim <= 1 else decay).append(p)
-        groups = [
-            {"params": decay, "weight_decay": h.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        if h.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=h.lr, momentum=h.momentum, nesterov=False)
-        else:
-            opt = torch.optim.AdamW(groups, lr=h.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, self.trainer.max_epochs or 1)
-        warmup = int(h.warmup_epochs * total / epochs)
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            t = min(1.0, (step - warmup) / max(1, total - warmup))
-            if h.scheduler == "poly":
-                return (1 - t) ** h.poly_power
-            if h.scheduler == "cosine":
-                return 0.5 * (1 + math.cos(math.pi * t))
-            return 1.0
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return build_optimizer(self.named_parameters(), self.hparams, total, epochs)

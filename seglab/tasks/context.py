@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from seglab.inference import infer
 from seglab.models import ModelOutput
+from seglab.models.inference import infer
 from seglab.tasks.base import SegmentationTask
 
 

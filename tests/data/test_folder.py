@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seglab.data.base import get_dataset_class
+from seglab.data.datasets.base import get_dataset_class
 from tests.conftest import write_folder_dataset
 
 Folder = get_dataset_class("folder")

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seglab.data.phantom import ensure_phantom, generate_phantom, make_case
-from seglab.data.volumes import find_cases, load_case
+from seglab.data.ct.phantom import ensure_phantom, generate_phantom, make_case
+from seglab.data.ct.volumes import find_cases, load_case
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_idempotent_and_marker(tmp_path):
 
 def test_ensure_phantom_uses_cache_env(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("SEGLAB_CACHE", str(tmp_path / "cache"))
-    with caplog.at_level(logging.WARNING, logger="seglab.data.phantom"):
+    with caplog.at_level(logging.WARNING, logger="seglab.data.ct.phantom"):
         out = ensure_phantom(n_cases=1, shape=(8, 32, 32))
     assert out.parent == tmp_path / "cache" / "phantom"
     assert "No data root given: generated a synthetic CT phantom (1 cases)" in caplog.text

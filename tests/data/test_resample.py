@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from seglab.data.resample import resize_image_stack, resize_label_stack
+from seglab.data.ct.resample import resize_image_stack, resize_label_stack
 
 
 def _disc_stack(size: int = 128) -> np.ndarray:

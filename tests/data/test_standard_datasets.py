@@ -11,8 +11,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from seglab.data.base import get_dataset_class
-from seglab.data.imageio import ensure_dir_exists, read_label, read_rgb
+from seglab.data.datasets.base import get_dataset_class
+from seglab.data.datasets.imageio import ensure_dir_exists, read_label, read_rgb
 
 H, W = 20, 24
 REPO = Path(__file__).resolve().parents[2]

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from seglab.data.base import get_dataset_class
-from seglab.data.ct_cache import hu_window
-from seglab.data.slices import CTSliceDataset, split_cases
-from seglab.data.volumes import find_cases, load_case, write_label_volume
+from seglab.data.ct.cache import hu_window
+from seglab.data.ct.slices import CTSliceDataset, split_cases
+from seglab.data.ct.volumes import find_cases, load_case, write_label_volume
+from seglab.data.datasets.base import get_dataset_class
 from seglab.metrics.volume_evaluator import VolumeEvaluator
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lits_vol117"

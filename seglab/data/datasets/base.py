@@ -1,0 +1,151 @@
+"""Dataset interface: readers return raw numpy samples; one wrapper augments and tensorises.
+
+A reader subclasses :class:`SegDataset` and implements ``__len__`` and ``load(i)``, returning
+``{"image": HxWxC array (uint8, uint16 or float32), "mask": HxW integer array, "name": str}``
+(plus optional ``"weight"`` HxW float32, and any extra ``meta`` entries). The base class applies
+the albumentations pipeline to image, mask (and weight map) together and converts to tensors:
+``{"image": float (C, H, W), "mask": long (H, W), ["weight": float (H, W)], "meta": {...}}``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+_DATASETS: dict[str, type[SegDataset]] = {}
+
+
+def register_dataset(name: str) -> Callable[[type[SegDataset]], type[SegDataset]]:
+    """Registers a dataset reader class under ``name``."""
+
+    def wrap(cls: type[SegDataset]) -> type[SegDataset]:
+        _DATASETS[name] = cls
+        return cls
+
+    return wrap
+
+
+def get_dataset_class(name: str) -> type[SegDataset]:
+    """Looks a dataset reader up by name; the error lists the valid names."""
+    from seglab.data.datasets import load_all
+
+    load_all()  # registers every reader
+
+    if name not in _DATASETS:
+        close = difflib.get_close_matches(name, _DATASETS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown dataset {name!r}.{hint} Valid: {', '.join(sorted(_DATASETS))}.")
+    return _DATASETS[name]
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """HxW or HxWxC array to float ``(C, H, W)``: uint8 / 255, uint16 / 65535, floats as-is."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.dtype == np.uint8:
+        arr = image.astype(np.float32) / 255.0
+    elif image.dtype == np.uint16:
+        arr = image.astype(np.float32) / 65535.0
+    else:
+        arr = image.astype(np.float32, copy=False)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def compact_mask(mask: np.ndarray) -> np.ndarray:
+    """The mask as uint8 (or uint16) for albumentations when its values fit.
+
+    OpenCV warps int32/int64 arrays by another path than uint8 images and float32 weight maps:
+    under Rotate/Affine such a mask lands up to a pixel away from its image.
+    """
+    mask = np.asarray(mask)
+    if mask.dtype.kind in "iu" and mask.size:
+        lo, hi = int(mask.min()), int(mask.max())
+        if lo >= 0 and hi <= 255:
+            return mask.astype(np.uint8, copy=False)
+        if lo >= 0 and hi <= 65535:
+            return mask.astype(np.uint16, copy=False)
+    return mask
+
+
+class SegDataset(Dataset):
+    """Base reader. Subclasses implement ``__len__`` and ``load``.
+
+    Args:
+        transform: An albumentations ``Compose`` (with ``additional_targets={"weight": "mask"}``
+            when weight maps are used), or None.
+        mean: Per-channel mean subtracted after scaling to [0, 1]; None skips normalisation.
+        std: Per-channel standard deviation.
+
+    Attributes:
+        num_classes: Number of classes in the masks (None when the reader cannot know).
+        ignore_index: Mask value that marks pixels to ignore, or None.
+        class_names: Names of the classes, or None.
+    """
+
+    num_classes: int | None = None
+    ignore_index: int | None = None
+    class_names: list[str] | None = None
+    weight_map: dict[str, float] | None = None  # {w0, sigma}: add the U-Net weight map
+
+    def __init__(
+        self,
+        transform: Callable[..., dict[str, Any]] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+    ) -> None:
+        self.transform = transform
+        self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32)[:, None, None]
+        self.std = None if std is None else torch.tensor(std, dtype=torch.float32)[:, None, None]
+        self._weights: dict[int, np.ndarray] = {}
+
+    def _weight(self, index: int, mask: np.ndarray) -> np.ndarray:
+        """The U-Net weight map of the raw mask, computed once per item."""
+        if index not in self._weights:
+            from seglab.data.weightmap import unet_weight_map
+
+            self._weights[index] = unet_weight_map(mask, **(self.weight_map or {}))
+        return self._weights[index]
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def load(self, index: int) -> dict[str, Any]:  # pragma: no cover - abstract
+        """Returns the raw sample ``index`` (see the module docstring)."""
+        raise NotImplementedError
+
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        aug_seed = None
+        if isinstance(index, tuple):  # (augmentation seed, index) from SeededEpochSampler
+            aug_seed, index = index
+        sample = self.load(index)
+        image, mask, weight = sample["image"], sample.get("mask"), sample.get("weight")
+        if self.weight_map is not None and mask is not None and weight is None:
+            weight = self._weight(index, mask)
+        if self.transform is not None:
+            kw: dict[str, Any] = {"image": image}
+            if mask is not None:
+                kw["mask"] = compact_mask(mask)
+            if weight is not None:
+                kw["weight"] = weight
+            if aug_seed is not None and hasattr(self.transform, "set_random_seed"):
+                self.transform.set_random_seed(aug_seed)
+            out = self.transform(**kw)
+            image, mask, weight = out["image"], out.get("mask"), out.get("weight")
+        x = image_to_tensor(np.asarray(image))
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        item: dict[str, Any] = {"image": x}
+        if mask is not None:
+            item["mask"] = torch.from_numpy(np.ascontiguousarray(mask).astype(np.int64))
+        if weight is not None:
+            item["weight"] = torch.from_numpy(np.ascontiguousarray(weight).astype(np.float32))
+        meta = {k: v for k, v in sample.items() if k not in ("image", "mask", "weight")}
+        meta.setdefault("name", str(index))
+        meta["index"] = index
+        item["meta"] = meta
+        return item
