@@ -92,7 +92,13 @@ def test_cli_writes_tables_and_plots(runs_root, tmp_path, capsys):
     big, small = table.row("lr_big"), table.row("lr_small")
     delta = big.delta["val/mIoU"]
     assert delta.diff == pytest.approx(big.best["val/mIoU"].mean - small.best["val/mIoU"].mean)
-    assert delta.test == "welch (seeds)" and delta.n == 4 and 0 <= delta.p <= 1
+    assert delta.test == "welch (seeds)" and delta.n == 4
+    expected = stats.ttest_ind(
+        [s["best"]["val/mIoU"] for s in summaries(runs_root, "lr_big")],
+        [s["best"]["val/mIoU"] for s in summaries(runs_root, "lr_small")],
+        equal_var=False,
+    ).pvalue
+    assert delta.p == pytest.approx(expected, rel=1e-9)
 
 
 def test_paired_test_over_cases(runs_root, tmp_path):
@@ -150,3 +156,118 @@ def test_configs_sharing_an_experiment_name_are_separate_rows(runs_root, tmp_pat
 def test_nothing_found_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_runs([str(tmp_path / "nope*")])
+
+
+def _copy_runs(runs_root: Path, dst_root: Path, edit=None) -> Path:
+    """Copies the four runs (no checkpoints); ``edit(name, seed_index, summary, run_dir)``."""
+    for name in CONFIGS:
+        for i, src in enumerate(sorted((runs_root / name).glob("*"))):
+            dst = dst_root / name / src.name
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoints"))
+            summary = json.loads((dst / "summary.json").read_text())
+            if edit is not None:
+                edit(name, i, summary, dst)
+            (dst / "summary.json").write_text(json.dumps(summary))
+    return dst_root
+
+
+def test_a_diverged_run_is_marked_not_dropped(runs_root, tmp_path):
+    def diverge(name, i, summary, run_dir):
+        if name == "lr_big" and i == 1:  # the second seed went NaN in its last epoch
+            summary["final"]["val/mIoU"] = float("nan")
+            rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+            last = max(int(r["epoch"]) for r in rows if r.get("val/mIoU"))
+            for r in rows:
+                if r.get("val/mIoU") and int(r["epoch"]) == last:
+                    r["val/mIoU"] = "nan"
+            with open(run_dir / "metrics.csv", "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+
+    root = _copy_runs(runs_root, tmp_path / "runs", diverge)
+    runs = load_runs(root)
+    table = compare(runs, ["val/mIoU"], baseline="lr_small")
+    big = table.row("lr_big")
+    finals = [s["final"]["val/mIoU"] for s in summaries(root, "lr_big")]
+    assert np.isnan(finals[1])
+    final = big.final["val/mIoU"]
+    assert final.n == 2 and final.diverged == 1 and final.mean == finals[0]
+    assert big.best["val/mIoU"].diverged == 1  # the same run, though its best is finite
+    assert table.row("lr_small").final["val/mIoU"].diverged == 0
+    assert big.delta["val/mIoU"].test == "not tested: diverged run(s)"
+    assert big.delta["val/mIoU"].p is None
+    md = to_markdown(table)
+    assert f"{finals[0]:.4f} ⚠ 1/2 diverged" in md
+    rec = {r["config"]: r for r in table.records()}
+    assert rec["lr_big"]["val/mIoU/final_diverged"] == 1
+    assert rec["lr_small"]["val/mIoU/final_diverged"] == 0
+
+
+def test_a_run_diverged_on_every_seed_says_so(runs_root, tmp_path):
+    def diverge(name, i, summary, run_dir):
+        if name == "lr_big":
+            summary["final"]["val/mIoU"] = float("inf")
+            summary["best"]["val/mIoU"] = float("nan")
+
+    table = compare(load_runs(_copy_runs(runs_root, tmp_path / "runs", diverge)), ["val/mIoU"])
+    best = table.row("lr_big").best["val/mIoU"]
+    assert best.diverged == 2 and np.isnan(best.mean)
+    assert "diverged (2/2)" in to_markdown(table)
+
+
+def _with_cases(scores_of):
+    def edit(name, i, summary, run_dir):
+        summary["per_case"] = {"liver/dice": scores_of(name, i)}
+        summary["best"]["val/liver/dice_per_case"] = 0.9
+        summary["final"]["val/liver/dice_per_case"] = 0.9
+
+    return edit
+
+
+def test_paired_test_refuses_cases_missing_on_one_side(runs_root, tmp_path):
+    cases = {f"case_{i}": 0.8 + 0.01 * i for i in range(7)}
+
+    def scores(name, i):
+        if name == "lr_big" and i == 0:
+            return {c: v for c, v in cases.items() if c != "case_3"}
+        return dict(cases)
+
+    runs = load_runs(_copy_runs(runs_root, tmp_path / "runs", _with_cases(scores)))
+    with pytest.raises(ValueError, match=r"refused: cases missing on one side: lr_big/.*case_3"):
+        compare(runs, ["val/liver/dice_per_case"], baseline="lr_small")
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "runs"), "--metrics", "val/liver/dice_per_case", "--baseline",
+              "lr_small", "--no-plots", "--out", str(tmp_path / "out")])  # fmt: skip
+
+
+def test_nan_per_case_scores_are_marked(runs_root, tmp_path):
+    def scores(name, i):
+        out = {f"case_{k}": 0.8 + 0.01 * k for k in range(7)}
+        if name == "lr_big":
+            out["case_5"] = float("nan")
+        return out
+
+    runs = load_runs(_copy_runs(runs_root, tmp_path / "runs", _with_cases(scores)))
+    table = compare(runs, ["val/liver/dice_per_case"], baseline="lr_small")
+    big = table.row("lr_big")
+    assert big.best["val/liver/dice_per_case"].diverged == 2
+    assert big.delta["val/liver/dice_per_case"].test == "not tested: diverged run(s)"
+
+
+def test_a_metric_no_run_has_is_refused_with_the_closest(runs_root):
+    runs = load_runs(runs_root)
+    with pytest.raises(ValueError, match=r"No run holds the metric 'val/miou'.*'val/mIoU'"):
+        compare(runs, ["val/miou"])
+
+
+def test_class_names_of_the_wrong_length_are_refused():
+    from seglab.tasks import SegmentationTask
+
+    kw = {"model": "unet", "model_kwargs": {"base_channels": 4, "depth": 3}}
+    with pytest.raises(ValueError, match=r"class_names has 2 name\(s\).*score 3 class"):
+        SegmentationTask(num_classes=3, class_names=["a", "b"], **kw)
+    with pytest.raises(ValueError, match=r"binary scores background and foreground"):
+        SegmentationTask(num_classes=1, task="binary", class_names=["cell"], **kw)
+    task = SegmentationTask(num_classes=3, class_names=["a", "b", "c"], **kw)
+    assert task.class_names == ["a", "b", "c"]

@@ -45,7 +45,10 @@ def main(argv: Sequence[str] | None = None) -> Table:
     if metrics is None:
         metrics = [m for m in DEFAULT_METRICS if any(r.best(m) is not None for r in runs)]
         metrics = metrics or [runs[0].summary.get("monitor", "val/mIoU")]
-    table = compare(runs, metrics, baseline=args.baseline)
+    try:
+        table = compare(runs, metrics, baseline=args.baseline)
+    except ValueError as err:  # an unknown metric, a paired test over unequal cases
+        p.error(str(err))
     print(to_markdown(table) if args.format == "markdown" else to_csv(table), end="")
     written = write_outputs(table, runs, args.out, plots=not args.no_plots)
     print(f"wrote {', '.join(str(w) for w in written)}", file=sys.stderr)

@@ -15,11 +15,17 @@ from seglab.compare.table import Stat, Table, group_runs
 
 
 def _pm(s: Stat | None, digits: int = 4) -> str:
+    """``mean ± std``; runs that diverged are counted in the cell, never dropped silently."""
     if s is None:
         return "-"
-    if s.n > 1:
-        return f"{s.mean:.{digits}f} ± {s.std:.{digits}f}"
-    return f"{s.mean:.{digits}f}"
+    if not s.finite:
+        return f"diverged ({s.diverged}/{s.n})"
+    text = f"{s.mean:.{digits}f}"
+    if len(s.finite) > 1:
+        text += f" ± {s.std:.{digits}f}"
+    if s.diverged:
+        text += f" ⚠ {s.diverged}/{s.n} diverged"
+    return text
 
 
 def _params(n: int | None) -> str:
@@ -120,16 +126,19 @@ def plot_bars(table: Table, metric: str, path: str | Path, which: str = "best") 
     """Bars of a metric's ``best`` (or ``final``) mean per config, error bars = std, dots =
     seeds; the baseline bar is hatched."""
     plt = _pyplot()
-    rows = [r for r in table.rows if (r.best if which == "best" else r.final).get(metric)]
+    stats = [(r, (r.best if which == "best" else r.final).get(metric)) for r in table.rows]
+    rows = [r for r, s in stats if s is not None and s.finite]
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 2), 4.5), dpi=100)
     for i, r in enumerate(rows):
         s = (r.best if which == "best" else r.final)[metric]
-        err = s.std if s.n > 1 else 0.0
+        values = s.finite
+        err = s.std if len(values) > 1 else 0.0
         ax.bar(i, s.mean, yerr=err, capsize=4, color=f"C{i % 10}", alpha=0.8,
                hatch="//" if r.label == table.baseline else None)  # fmt: skip
-        ax.scatter(np.full(s.n, i) + np.linspace(-0.15, 0.15, s.n), s.values, color="k", s=10,
-                   zorder=3)  # fmt: skip
-        ax.text(i, s.mean + err, f"{s.mean:.3f}", ha="center", va="bottom", fontsize=8)
+        ax.scatter(np.full(len(values), i) + np.linspace(-0.15, 0.15, len(values)), values,
+                   color="k", s=10, zorder=3)  # fmt: skip
+        mark = f" ({s.diverged} diverged)" if s.diverged else ""
+        ax.text(i, s.mean + err, f"{s.mean:.3f}{mark}", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(rows)), [r.label for r in rows], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(f"{which} {metric}")
     ax.set_title(f"{which} {metric} (mean ± std over seeds)")
@@ -165,6 +174,6 @@ def write_outputs(
         for m in table.metrics:
             if any(len(r.curve(m)[0]) for r in runs):
                 written.append(plot_curves(runs, m, out / f"curves_{safe_name(m)}.png"))
-            if any(r.best.get(m) for r in table.rows):
+            if any((s := r.best.get(m)) is not None and s.finite for r in table.rows):
                 written.append(plot_bars(table, m, out / f"bars_{safe_name(m)}.png"))
     return written

@@ -45,13 +45,13 @@ def lower_is_better(metric: str) -> bool:
 
 
 def _float(v: Any) -> float | None:
-    if v is None or v == "":
+    """A number (NaN and Inf kept: they mark a diverged run), or None where absent."""
+    if v is None or v == "" or isinstance(v, bool):
         return None
     try:
-        f = float(v)
+        return float(v)
     except (TypeError, ValueError):
         return None
-    return f if math.isfinite(f) else None
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -146,14 +146,21 @@ class Run:
         return epochs, np.array([by_epoch[e] for e in epochs], dtype=np.float64)
 
     def best(self, metric: str) -> float | None:
-        """The best value over epochs: ``summary.json`` ``best``, else from the curve."""
+        """The best value over epochs: ``summary.json`` ``best``, else from the curve.
+
+        A non-finite value in ``summary.json`` is returned as it is (see :meth:`diverged`);
+        from the curve, the best finite value, or NaN when the curve holds none.
+        """
         v = _float((self.summary.get("best") or {}).get(metric))
         if v is not None:
             return v
         _, values = self.curve(metric)
         if not len(values):
             return None
-        return float(values.min() if lower_is_better(metric) else values.max())
+        finite = values[np.isfinite(values)]
+        if not len(finite):
+            return float("nan")
+        return float(finite.min() if lower_is_better(metric) else finite.max())
 
     def final(self, metric: str) -> float | None:
         """The last validated value: ``summary.json`` ``final``, else the curve's last."""
@@ -163,12 +170,35 @@ class Run:
         _, values = self.curve(metric)
         return float(values[-1]) if len(values) else None
 
+    def diverged(self, metric: str) -> bool:
+        """True where a value of the metric is NaN or Inf: the summary's best or final, a
+        validation epoch of the curve or a per-case score."""
+        summary = [self.best(metric), self.final(metric)]
+        if any(v is not None and not math.isfinite(v) for v in summary):
+            return True
+        _, values = self.curve(metric)
+        if not np.isfinite(values).all():
+            return True
+        return not all(math.isfinite(v) for v in self.cases(metric).values())
+
+    def has(self, metric: str) -> bool:
+        """Whether the run logged the metric at all (summary, curve or per-case scores)."""
+        return self.best(metric) is not None or bool(self.cases(metric))
+
+    def metric_names(self) -> set[str]:
+        """Every metric name the run holds: summary keys, ``metrics.csv`` columns."""
+        names = set(self.summary.get("best") or {}) | set(self.summary.get("final") or {})
+        for row in self.rows[:1]:
+            names |= set(row)
+        return names - {"epoch", "step"}
+
     def cases(self, metric: str) -> dict[str, float]:
-        """Per-case scores of a metric (see the module doc for the key rules)."""
+        """Per-case scores of a metric, NaN kept (see the module doc for the key rules)."""
         pc = self.per_case
         for key in _case_keys(metric):
             if key in pc and isinstance(pc[key], dict):
-                return {str(c): float(v) for c, v in pc[key].items() if _float(v) is not None}
+                scores = {str(c): _float(v) for c, v in pc[key].items()}
+                return {c: v for c, v in scores.items() if v is not None}
         return {}
 
 

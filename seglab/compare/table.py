@@ -3,43 +3,54 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from seglab.compare.runs import DEFAULT_METRICS, Run
+from seglab.compare.significance import Delta, check_metrics, paired_delta
 
 
 # ---------------------------------------------------------------------------------- table
 @dataclass
 class Stat:
-    """Mean and sample standard deviation (NaN for one value) of the runs' values."""
+    """Mean and sample standard deviation (NaN for one value) of the runs' finite values.
+
+    Attributes:
+        mean: Mean of the finite values (NaN when every run diverged).
+        std: Sample standard deviation (ddof 1) of the finite values, NaN for fewer than two.
+        n: Number of runs with a value, diverged ones included.
+        values: Every run's value, NaN / Inf kept.
+        diverged: Runs whose metric went NaN / Inf (see ``Run.diverged``); the table marks them.
+    """
 
     mean: float
     std: float
     n: int
     values: list[float]
+    diverged: int = 0
 
     @classmethod
-    def of(cls, values: Iterable[float | None]) -> Stat | None:
-        vals = [float(v) for v in values if v is not None]
-        if not vals:
+    def of(cls, values: Iterable[float | None], diverged: Iterable[bool] = ()) -> Stat | None:
+        pairs = [(float(v), d) for v, d in zip_longest(values, diverged) if v is not None]
+        if not pairs:
             return None
-        std = float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan")
-        return cls(float(np.mean(vals)), std, len(vals), vals)
+        vals = [v for v, _ in pairs]
+        finite = [v for v in vals if math.isfinite(v)]
+        n_div = sum(1 for v, d in pairs if d or not math.isfinite(v))
+        mean = float(np.mean(finite)) if finite else float("nan")
+        std = float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
+        return cls(mean, std, len(vals), vals, n_div)
 
-
-@dataclass
-class Delta:
-    """Difference of a row's mean best value to the baseline's, and the test behind it."""
-
-    diff: float
-    test: str | None = None
-    n: int | None = None
-    p: float | None = None
+    @property
+    def finite(self) -> list[float]:
+        """The values that are not NaN / Inf."""
+        return [v for v in self.values if math.isfinite(v)]
 
 
 @dataclass
@@ -92,7 +103,8 @@ class Table:
                 for kind, stats in (("best", r.best), ("final", r.final)):
                     s = stats.get(m)
                     rec[f"{m}/{kind}_mean"] = s.mean if s else None
-                    rec[f"{m}/{kind}_std"] = s.std if s and s.n > 1 else None
+                    rec[f"{m}/{kind}_std"] = s.std if s and len(s.finite) > 1 else None
+                    rec[f"{m}/{kind}_diverged"] = s.diverged if s else None
                 if self.baseline is not None:
                     d = r.delta.get(m)
                     rec[f"{m}/delta_best"] = d.diff if d else None
@@ -147,39 +159,6 @@ def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
     return out
 
 
-def _paired(row: Row, base: Row, metric: str) -> Delta:
-    from scipy import stats
-
-    b_row, b_base = row.best.get(metric), base.best.get(metric)
-    diff = (b_row.mean - b_base.mean) if b_row and b_base else float("nan")
-
-    def case_means(runs: list[Run]) -> dict[str, float]:
-        acc: dict[str, list[float]] = {}
-        for run in runs:
-            for case, v in run.cases(metric).items():
-                acc.setdefault(case, []).append(v)
-        return {c: float(np.mean(v)) for c, v in acc.items()}
-
-    a, b = case_means(row.runs), case_means(base.runs)
-    common = sorted(set(a) & set(b))
-    if len(common) >= 2:
-        x = np.array([a[c] for c in common])
-        y = np.array([b[c] for c in common])
-        if np.allclose(x, y):
-            return Delta(diff, "paired (identical)", len(common), 1.0)
-        if len(common) >= 6:
-            p = float(stats.wilcoxon(x, y).pvalue)
-            return Delta(diff, "wilcoxon", len(common), p)
-        return Delta(diff, "paired t", len(common), float(stats.ttest_rel(x, y).pvalue))
-    if b_row and b_base and b_row.n >= 2 and b_base.n >= 2:
-        if np.std(b_row.values) == 0 and np.std(b_base.values) == 0:
-            p = 1.0 if b_row.mean == b_base.mean else 0.0
-        else:
-            p = float(stats.ttest_ind(b_row.values, b_base.values, equal_var=False).pvalue)
-        return Delta(diff, "welch (seeds)", b_row.n + b_base.n, p)
-    return Delta(diff)
-
-
 def _find_baseline(rows: list[Row], baseline: str | Path) -> Row:
     text = str(baseline)
     for r in rows:
@@ -204,6 +183,11 @@ def _find_baseline(rows: list[Row], baseline: str | Path) -> Row:
     return hits[0]
 
 
+def _stat(runs: Sequence[Run], metric: str, kind: str) -> Stat | None:
+    values = [getattr(r, kind)(metric) for r in runs]
+    return Stat.of(values, [r.diverged(metric) for r in runs])
+
+
 def compare(
     runs: Sequence[Run], metrics: Sequence[str] = DEFAULT_METRICS, baseline: str | None = None
 ) -> Table:
@@ -216,6 +200,7 @@ def compare(
             :class:`Delta` per metric to every row.
     """
     metrics = list(metrics)
+    check_metrics(runs, metrics)
     rows = []
     for label, members in group_runs(runs).items():
         params = [r.params for r in members if r.params is not None]
@@ -224,8 +209,8 @@ def compare(
                 label=label,
                 experiment=members[0].experiment,
                 runs=list(members),
-                best={m: Stat.of(r.best(m) for r in members) for m in metrics},
-                final={m: Stat.of(r.final(m) for r in members) for m in metrics},
+                best={m: _stat(members, m, "best") for m in metrics},
+                final={m: _stat(members, m, "final") for m in metrics},
                 params=int(np.median(params)) if params else None,
                 wall=Stat.of(r.wall_seconds for r in members),
             )
@@ -235,7 +220,12 @@ def compare(
         base = _find_baseline(rows, baseline)
         table.baseline = base.label
         for r in rows:
-            r.delta = {m: _paired(r, base, m) for m in metrics}
+            r.delta = {
+                m: paired_delta(
+                    m, (r.label, r.runs, r.best.get(m)), (base.label, base.runs, base.best.get(m))
+                )
+                for m in metrics
+            }
     return table
 
 

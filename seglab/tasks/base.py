@@ -105,6 +105,14 @@ class SegmentationTask(L.LightningModule):
     ) -> None:
         super().__init__()
         check_task(task, num_classes)
+        scored = 2 if task == "binary" else num_classes
+        if class_names is not None and len(class_names) != scored:
+            raise ValueError(
+                f"class_names has {len(class_names)} name(s) {list(class_names)} but the metrics "
+                f"score {scored} class(es) (task={task!r}, num_classes={num_classes}"
+                f"{'; binary scores background and foreground' if task == 'binary' else ''}). "
+                f"Give {scored} names, or leave class_names out."
+            )
         if optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}.")
         if scheduler not in ("poly", "cosine", "constant"):
