@@ -66,7 +66,7 @@ class SegMetrics(Metric):
                 t, p = target[:, c], preds[:, c]
                 if valid is not None:
                     t, p = t[valid[:, c]], p[valid[:, c]]
-                self.confmat[c] += torch.bincount(t * 2 + p, minlength=4).view(2, 2)
+                self.confmat[c] += torch.bincount((t * 2 + p).reshape(-1), minlength=4).view(2, 2)
             return
         valid = torch.ones_like(target, dtype=torch.bool)
         if self.ignore_index is not None:
