@@ -172,7 +172,7 @@ def test_seglab_export_command_from_a_checkpoint(tmp_path, monkeypatch, capsys):
     out = tmp_path / "exported"
     main(["export", "--ckpt", str(ckpt), "--out", str(out), "--prune-level", "1"])
     printed = capsys.readouterr().out
-    assert "max |diff| vs PyTorch" in printed and "onnx" in printed and "torchscript" in printed
+    assert "max |diff|" in printed and "argmax agreement" in printed and "torchscript" in printed
     report = json.loads((out / "export.json").read_text())
     assert report["prune_level"] == 1 and report["model"] == "unetplusplus"
     assert report["num_classes"] == 5 and report["task"] == "multiclass"
@@ -184,3 +184,57 @@ def test_seglab_export_command_from_a_checkpoint(tmp_path, monkeypatch, capsys):
     (logits,) = onnx_session(out / "unetplusplus.onnx").run(None, {"image": x.numpy()})
     with torch.no_grad():
         np.testing.assert_allclose(logits, model(x).numpy(), atol=1e-4)
+
+
+def test_compare_reports_relative_error_and_argmax_agreement():
+    from seglab.inference.export_checks import compare
+
+    model = tiny("unet")
+    x = inputs([(1, 3, 32, 32)])
+    with torch.no_grad():
+        ref = model(x[0]).numpy()
+    shifted = compare(lambda t: model(t).detach().numpy() + 1e-3, model, x)  # argmax unchanged
+    assert shifted["max_abs_diff"] == pytest.approx(1e-3, rel=1e-3)
+    assert shifted["max_rel_diff"] == pytest.approx(1e-3 / np.abs(ref).max(), rel=1e-3)
+    assert shifted["argmax_agreement"] == 1.0
+    # Swapping two class channels changes the decision exactly where one of them wins.
+    swapped = compare(lambda t: model(t).detach().numpy()[:, [1, 0, 2]], model, x)
+    wins = np.isin(ref.argmax(1), [0, 1]).mean()
+    assert swapped["argmax_agreement"] == pytest.approx(1 - wins)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_export_of_the_default_checkpoint_writes_everything_and_reports(tmp_path, monkeypatch):
+    from seglab.cli import main, run_cli
+    from seglab.inference.export import ExportCheckError
+    from seglab.inference.export import main as export_main
+    from tests.conftest import tiny_args
+
+    monkeypatch.chdir(REPO)
+    cli = run_cli(
+        ["fit", "--config", "experiments/default.yaml", f"--run.root={tmp_path / 'runs'}",
+         "--trainer.max_epochs=1", "--run.num_overlays=0", *tiny_args(8)]
+    )  # fmt: skip
+    ckpt = cli.run_dir / "checkpoints" / "last.ckpt"
+    out = tmp_path / "exported"
+    main(["export", "--ckpt", str(ckpt), "--out", str(out), "--height", "64", "--width", "64"])
+    report = json.loads((out / "export.json").read_text())
+    assert report["passed"] and "validation split of synthetic" in report["checked_on"]
+    for fmt in ("onnx", "torchscript"):
+        found = report["files"][fmt]
+        assert found["max_rel_diff"] <= 1e-4 and found["argmax_agreement"] >= 0.999
+        assert found["checked_on"] == "4 real image(s)"
+    spec = report["input_spec"]
+    assert spec["mean"] == [0.5, 0.5, 0.5] and spec["std"] == [0.25, 0.25, 0.25]
+    assert spec["shape"] == ["batch", 3, "height", "width"] and spec["min_size"] == 4
+    assert report["class_names"][1] == "disc" and report["opset"] == 17
+    assert report["seglab_version"]
+    session = onnx_session(out / "unet.onnx")
+    assert session.get_outputs()[0].shape == ["batch", 5, "height", "width"]
+    # A check that fails still leaves every file, and the report says which failed.
+    strict = tmp_path / "strict"
+    with pytest.raises(ExportCheckError, match="files are written"):
+        export_main(["--ckpt", str(ckpt), "--out", str(strict), "--height", "64",
+                     "--width", "64", "--min-agreement", "1.01"])  # fmt: skip
+    assert {p.name for p in strict.iterdir()} == {"unet.onnx", "unet.pt", "export.json"}
+    assert json.loads((strict / "export.json").read_text())["passed"] is False

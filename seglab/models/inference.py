@@ -129,6 +129,30 @@ def sliding_window(
     return total / count
 
 
+TTA_KEYS = ("scales", "flip")
+SLIDING_KEYS = ("window", "overlap", "batch_size")
+
+
+def check_inference_options(tta: dict | None, sliding: dict | None) -> None:
+    """Refuses unknown keys of the ``tta`` / ``sliding_window`` options (and bad values).
+
+    Raises:
+        ValueError: Naming the option, the unknown key and the valid ones.
+    """
+    for name, value, keys in (("tta", tta, TTA_KEYS), ("sliding_window", sliding, SLIDING_KEYS)):
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise ValueError(f"{name} must be a mapping with keys {keys}, got {value!r}.")
+        unknown = sorted(set(value) - set(keys))
+        if unknown:
+            raise ValueError(f"Unknown {name} key(s) {unknown}; valid keys: {', '.join(keys)}.")
+    if sliding is not None and "window" not in sliding:
+        raise ValueError("sliding_window needs a window, e.g. {window: [512, 512], overlap: 0.5}.")
+    if sliding is not None and not 0 <= float(sliding.get("overlap", 0.5)) < 1:
+        raise ValueError(f"sliding_window.overlap must be in [0, 1), got {sliding['overlap']}.")
+
+
 def infer(
     model: nn.Module,
     x: torch.Tensor,

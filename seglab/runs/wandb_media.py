@@ -18,6 +18,11 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 
 from seglab.metrics.segmentation import decide
+from seglab.runs.confusion import (  # noqa: F401  (confusion_stats re-exported)
+    confusion_image,
+    confusion_stats,
+)
+from seglab.runs.pictures import label_map, to_rgb
 
 ID_FILE = "wandb_run_id"
 
@@ -25,80 +30,6 @@ ID_FILE = "wandb_run_id"
 def wandb_loggers(trainer: L.Trainer) -> list[WandbLogger]:
     """The trainer's W&B loggers."""
     return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
-
-
-# ------------------------------------------------------------------------------- helpers
-def confusion_stats(confmat: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-class ``iou``, ``dice``, ``support`` (ground-truth pixels) and ``present`` from a
-    ``(K, K)`` (rows truth, columns prediction) or multilabel ``(K, 2, 2)`` count matrix."""
-    cm = confmat.astype(np.float64)
-    if cm.ndim == 3:
-        tp, fp, fn = cm[:, 1, 1], cm[:, 0, 1], cm[:, 1, 0]
-    else:
-        tp = np.diag(cm)
-        fp, fn = cm.sum(0) - tp, cm.sum(1) - tp
-    union = tp + fp + fn
-    return {
-        "iou": tp / np.maximum(union, 1),
-        "dice": 2 * tp / np.maximum(2 * tp + fp + fn, 1),
-        "support": tp + fn,
-        "present": union > 0,
-    }
-
-
-def confusion_image(confmat: np.ndarray, names: list[str]) -> np.ndarray:
-    """A row-normalised confusion-matrix heat map as an RGB uint8 array (matplotlib, Agg)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    cm = confmat.astype(np.float64)
-    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    k = len(names)
-    size = max(3.0, 0.6 * k + 1.5)
-    fig, ax = plt.subplots(figsize=(size, size), dpi=80)
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(k), names, rotation=45, ha="right")
-    ax.set_yticks(range(k), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("ground truth")
-    if k <= 20:
-        for i in range(k):
-            for j in range(k):
-                ax.text(
-                    j,
-                    i,
-                    f"{norm[i, j]:.2f}",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if norm[i, j] > 0.5 else "black",
-                )
-    fig.tight_layout()
-    fig.canvas.draw()
-    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return rgb
-
-
-def _to_rgb(image: torch.Tensor) -> np.ndarray:
-    img = image.detach().float().cpu()
-    img = (img - img.min()) / (img.max() - img.min()).clamp_min(1e-6)
-    img = img[:3] if img.shape[0] >= 3 else img[:1].expand(3, -1, -1)
-    return (img.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-
-
-def _label_map(mask: torch.Tensor, task: str) -> np.ndarray:
-    """A 2-D integer label map for W&B masks (multilabel: highest label index present + 1)."""
-    m = mask.detach().long().cpu()
-    if task == "multilabel":
-        k = m.shape[0]
-        idx = torch.arange(1, k + 1).view(k, 1, 1)
-        m = (m.clamp(0, 1) * idx).amax(0)
-    elif m.ndim == 3:
-        m = m[0]
-    return m.numpy().astype(np.int64)
 
 
 # ------------------------------------------------------------------------------ callback
@@ -227,13 +158,13 @@ class WandbMedia(Callback):
             labels[int(ignore)] = "ignore"
         out = []
         for i, (image, target, pred) in enumerate(self._images):
-            masks = {"predictions": {"mask_data": _label_map(pred, task), "class_labels": labels}}
+            masks = {"predictions": {"mask_data": label_map(pred, task), "class_labels": labels}}
             if target is not None:
                 masks["ground_truth"] = {
-                    "mask_data": _label_map(target, task),
+                    "mask_data": label_map(target, task),
                     "class_labels": labels,
                 }
-            out.append(wandb.Image(_to_rgb(image), masks=masks, caption=f"val {i}"))
+            out.append(wandb.Image(to_rgb(image), masks=masks, caption=f"val {i}"))
         return out
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
