@@ -8,30 +8,34 @@ import torch
 from torch import nn
 
 from seglab.models.blocks import ConvNormAct, SeparableConv, resize_to
+from seglab.models.context_heads import POOL_NORM_FIX, check_batch_statistics
 
 
 class ImagePooling(nn.Module):
-    """Image-level features: global average pool, 1x1 conv, ReLU, bilinear up-sampling.
+    """Image-level features: global average pool, 1x1 conv, norm, ReLU, bilinear up-sampling.
 
-    No BatchNorm follows the pooled ``1 x 1`` map, so a batch of one trains (BatchNorm would
-    see a single value per channel); ``norm="gn"`` is the alternative.
+    BatchNorm by default, as in the paper, torchvision and smp: it needs a training batch of at
+    least 2 (one value per channel otherwise), and a batch of 1 gets a clear error naming the
+    fix. ``norm=None`` (the first round) or ``"gn"`` trains at batch 1.
 
     Args:
         in_channels: Input channels.
         out_channels: Output channels.
-        norm: None (default) or ``"gn"``; never a batch statistic.
+        norm: ``"bn"`` (default), ``"gn"`` or None.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, norm: str | None = None) -> None:
+    def __init__(self, in_channels: int, out_channels: int, norm: str | None = "bn") -> None:
         super().__init__()
-        if norm in ("bn", "batchnorm"):
-            raise ValueError("ImagePooling takes no BatchNorm (1x1 map); use None or 'gn'.")
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.conv = ConvNormAct(in_channels, out_channels, 1, norm=norm)
+        self.batch_norm = norm in ("bn", "batchnorm")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Maps ``(B, in, h, w)`` to ``(B, out, h, w)``, constant over space."""
-        return resize_to(self.conv(self.pool(x)), x)
+        pooled = self.pool(x)
+        if self.training and self.batch_norm:
+            check_batch_statistics(pooled, "image pooling", POOL_NORM_FIX)
+        return resize_to(self.conv(pooled), x)
 
 
 class ASPP(nn.Module):
@@ -45,6 +49,7 @@ class ASPP(nn.Module):
         separable: Depthwise-separable 3x3 branches (DeepLab v3+).
         norm: Normalisation of the branches and the projection.
         dropout: Dropout after the projection.
+        pool_norm: Normalisation of the image-level branch (see :class:`ImagePooling`).
     """
 
     def __init__(
@@ -56,13 +61,14 @@ class ASPP(nn.Module):
         separable: bool = False,
         norm: str | None = "bn",
         dropout: float = 0.1,
+        pool_norm: str | None = "bn",
     ) -> None:
         super().__init__()
         atrous = SeparableConv if separable else ConvNormAct
         branches: list[nn.Module] = [ConvNormAct(in_channels, out_channels, 1, norm=norm)]
         branches += [atrous(in_channels, out_channels, 3, dilation=r, norm=norm) for r in rates]
         if image_pooling:
-            branches.append(ImagePooling(in_channels, out_channels))
+            branches.append(ImagePooling(in_channels, out_channels, pool_norm))
         self.branches = nn.ModuleList(branches)
         self.project = nn.Sequential(
             ConvNormAct(len(branches) * out_channels, out_channels, 1, norm=norm),

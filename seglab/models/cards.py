@@ -4,6 +4,7 @@
 
     seglab models [--size 512] [--num-classes 21] [--in-channels 3] [--format markdown|csv|json]
                   [--out FILE]
+    seglab models --fidelity [--format markdown|json] [--models NAME ...]
 
 Each model is built with its defaults on the ``meta`` device (no memory, no weights: the
 biggest take a fraction of a second) and one forward pass at ``1 x C x size x size`` runs under
@@ -33,7 +34,12 @@ from torch.utils.flop_counter import FlopCounterMode
 # published, source.
 REFERENCE_PARAMS: dict[str, tuple[float, str, str]] = {
     "fcn32s": (134e6, "134M", "Long et al. 2015, Table 1 (FCN-VGG16)"),
-    "fcn8s": (134.27e6, "134.27M", "reference Caffe FCN-8s model (134,270,278)"),
+    "fcn8s": (
+        134_362_751,
+        "134.36M",
+        "learned blobs of the Caffe voc-fcn8s-atonce model at 21 classes (134,362,751; its "
+        "up-samplers are fixed: seglab's default learns the two 2x ones, +14,112)",
+    ),
     "unet": (31.0e6, "31.0M", "Ronneberger et al. 2015 architecture, 64 base channels"),
     "resunet": (7.8e6, "7.8M", "Zhang et al. 2018"),
     "unetplusplus": (9.04e6, "9.04M", "Zhou et al. 2018"),
@@ -178,14 +184,27 @@ def main(argv: Sequence[str] | None = None) -> str:
     p.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
     p.add_argument("--models", nargs="*", default=(), help="Only these architectures.")
     p.add_argument("--out", default=None, help="Also write the table to this file.")
+    p.add_argument(
+        "--fidelity",
+        action="store_true",
+        help="Each architecture against its reference: counts at the reference's settings "
+        "and every deviation with its option (markdown or json).",
+    )
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
-    rows = model_cards(args.size, args.num_classes, args.in_channels, args.models)
-    if args.format == "markdown":
-        text = to_markdown(rows, args.size, args.num_classes)
-    elif args.format == "csv":
-        text = to_csv(rows)
+    if args.fidelity:
+        from seglab.models.fidelity_table import fidelity_markdown, fidelity_rows
+
+        rows = fidelity_rows(args.models)
+        text = fidelity_markdown(rows) if args.format != "json" else json.dumps(rows, indent=2)
     else:
-        text = json.dumps(rows, indent=2) + "\n"
+        rows = model_cards(args.size, args.num_classes, args.in_channels, args.models)
+        if args.format == "markdown":
+            text = to_markdown(rows, args.size, args.num_classes)
+        elif args.format == "csv":
+            text = to_csv(rows)
+        else:
+            text = json.dumps(rows, indent=2)
+    text = text if text.endswith("\n") else text + "\n"
     print(text, end="")
     if args.out:
         with open(args.out, "w") as f:

@@ -16,6 +16,29 @@ from seglab.models.blocks import ConvNormAct, resize_to
 from seglab.models.encoders import Encoder, create_encoder
 from seglab.models.output import ModelOutput
 
+#: The fix for a batch of 1 at a BatchNorm after global pooling (``pool_norm`` option).
+POOL_NORM_FIX = (
+    "or set the model option pool_norm: null (no normalisation in the globally pooled branch, "
+    "the first round's) or 'gn'"
+)
+
+
+def check_batch_statistics(x: torch.Tensor, where: str, fix: str) -> None:
+    """Raises a clear error where a training BatchNorm would see one value per channel.
+
+    Args:
+        x: The map the BatchNorm normalises (``(B, C, h, w)``).
+        where: The layer, for the message.
+        fix: The option-specific fix, appended to the batch-size one.
+    """
+    if x.shape[0] * x.shape[-2] * x.shape[-1] == 1:
+        raise ValueError(
+            f"{where}: a training batch of 1 reaches a BatchNorm over a 1x1 map, where it has "
+            "a single value per channel (BatchNorm needs more than one in training). Train "
+            "with batch_size >= 2 (data.drop_last: true, the default, drops an incomplete last "
+            f"batch), {fix}."
+        )
+
 
 class AuxHead(nn.Module):
     """PSPNet's auxiliary classifier: 3x3 conv-BN-ReLU, dropout, 1x1 conv to class scores.
@@ -63,10 +86,16 @@ class ContextModel(nn.Module):
         self.head = head
         self.aux_head = aux_head
         self.aux_level = aux_level
+        self._has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.modules())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | ModelOutput:
         """Logits ``(B, num_classes, H, W)``; ``ModelOutput(logits, aux=...)`` when training
         with an auxiliary head."""
+        if self.training and self._has_bn:  # before the encoder, whose own BatchNorms fail
+            stride = self.encoder.output_stride
+            deepest = x[..., ::stride, ::stride]  # the deepest map's size, ceil(H / stride)
+            fix = f"or train on crops of at least {2 * stride} pixels a side"
+            check_batch_statistics(deepest, "the map at the encoder's output stride", fix)
         feats = self.encoder(x)
         logits = resize_to(self.head(feats), x)
         if self.training and self.aux_head is not None:

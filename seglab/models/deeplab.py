@@ -29,7 +29,7 @@ from seglab.models.context_heads import (
     make_aux_head,
     scale_rates,
 )
-from seglab.models.registry import register
+from seglab.models.registry import Deviation, Fidelity, register
 
 
 class DeepLabV2Head(nn.Module):
@@ -55,6 +55,7 @@ class DeepLabV3Head(nn.Module):
         image_pooling: Whether ASPP has the image-level branch.
         separable: Depthwise-separable atrous branches.
         dropout: Dropout after the ASPP projection.
+        pool_norm: Normalisation of the image-pooling branch (``"bn"``, ``"gn"`` or None).
     """
 
     def __init__(
@@ -66,9 +67,18 @@ class DeepLabV3Head(nn.Module):
         image_pooling: bool = True,
         separable: bool = False,
         dropout: float = 0.1,
+        pool_norm: str | None = "bn",
     ) -> None:
         super().__init__()
-        self.aspp = ASPP(in_channels, channels, rates, image_pooling, separable, dropout=dropout)
+        self.aspp = ASPP(
+            in_channels,
+            channels,
+            rates,
+            image_pooling,
+            separable,
+            dropout=dropout,
+            pool_norm=pool_norm,
+        )
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -87,6 +97,7 @@ class DeepLabV3PlusHead(nn.Module):
         channels: ASPP and decoder width (256).
         low_level_channels: Width of the projected low-level feature (48).
         image_pooling: Whether ASPP has the image-level branch.
+        pool_norm: Normalisation of the image-pooling branch (``"bn"``, ``"gn"`` or None).
     """
 
     def __init__(
@@ -98,10 +109,18 @@ class DeepLabV3PlusHead(nn.Module):
         channels: int = 256,
         low_level_channels: int = 48,
         image_pooling: bool = True,
+        pool_norm: str | None = "bn",
     ) -> None:
         super().__init__()
         self.low_level = low_level
-        self.aspp = ASPP(encoder_channels[-1], channels, rates, image_pooling, separable=True)
+        self.aspp = ASPP(
+            encoder_channels[-1],
+            channels,
+            rates,
+            image_pooling,
+            separable=True,
+            pool_norm=pool_norm,
+        )
         self.project = ConvNormAct(encoder_channels[low_level], low_level_channels, 1)
         self.fuse = nn.Sequential(
             SeparableConv(channels + low_level_channels, channels),
@@ -116,7 +135,72 @@ class DeepLabV3PlusHead(nn.Module):
         return self.classifier(self.fuse(torch.cat([x, low], dim=1)))
 
 
-@register("deeplabv2")
+_POOL_NORM = Deviation(
+    "BatchNorm in the image-pooling branch (the paper, torchvision, smp); the first round had none",
+    "pool_norm=bn|gn|None",
+)
+_AUX = Deviation("PSPNet-style auxiliary head on the stage before the last", "aux_head=True")
+_V1_5 = "timm's ResNet-101 is v1.5 (stride in the 3x3 conv); "
+FIDELITY_V2 = Fidelity(
+    reference="Chen et al. 2017 (TPAMI); Caffe DeepLab-v2 ResNet-101 (ASPP-L)",
+    settings={"num_classes": 21},
+    params_source="no count published",
+    deviations=(
+        Deviation(
+            "no multi-scale input fusion (MSC) and no dense CRF; multi-scale and flip "
+            "averaging exist at evaluation only",
+            "task tta={scales, flip}",
+            "the CRF is post-processing outside the network",
+        ),
+        Deviation(
+            _V1_5 + "the Caffe MSRA ResNet-101 strides its first 1x1 conv (same parameters)",
+            "encoder_name",
+        ),
+    ),
+)
+FIDELITY_V3 = Fidelity(
+    reference="Chen et al. 2017 (arXiv:1706.05587); count: torchvision deeplabv3_resnet101",
+    settings={"num_classes": 21, "output_stride": 8, "multi_grid": None},
+    params=58_630_997,
+    params_source="torchvision 0.29.1 deeplabv3_resnet101(weights=None, num_classes=21, "
+    "aux_loss=False); its head adds classifier.1 (3x3 conv 256->256, 589,824) and "
+    "classifier.2 (BN, 512): the 590,336 seglab does not have",
+    deviations=(
+        Deviation(
+            "torchvision's head (the count reference) adds a 3x3 conv-BN-ReLU after the ASPP "
+            "projection (classifier.1.weight, classifier.2.weight/bias: 590,336 parameters); "
+            "the paper, and seglab, go from the 1x1 projection to the classifier",
+            "-",
+        ),
+        Deviation(
+            "output stride 16 with rates 6/12/18 and multi-grid (1, 2, 4) on ResNets (the "
+            "paper's training setting; torchvision: stride 8, rates 12/24/36, no multi-grid)",
+            "output_stride, aspp_rates, multi_grid",
+        ),
+        Deviation(_V1_5 + "the paper's TF ResNet is v1 (same parameters)", "encoder_name"),
+        _POOL_NORM,
+        _AUX,
+    ),
+)
+FIDELITY_V3PLUS = Fidelity(
+    reference="Chen et al. 2018 (ECCV); TF models/research/deeplab, xception_65",
+    settings={"num_classes": 21},
+    params_source="no count published",
+    deviations=(
+        Deviation(
+            "timm's xception65 (aligned Xception of the paper) as the encoder; its stride-4 "
+            "level feeds the decoder",
+            "encoder_name",
+        ),
+        _POOL_NORM,
+        _AUX,
+    ),
+)
+#: The first round had no norm in the image-pooling branch (a conv with bias instead).
+POOL_LEGACY = {1: {"pool_norm": None}}
+
+
+@register("deeplabv2", fidelity=FIDELITY_V2)
 def build_deeplabv2(
     num_classes: int,
     in_channels: int = 3,
@@ -131,7 +215,7 @@ def build_deeplabv2(
     return ContextModel(encoder, DeepLabV2Head(encoder.channels[-1], num_classes, rates))
 
 
-@register("deeplabv3")
+@register("deeplabv3", legacy=POOL_LEGACY, fidelity=FIDELITY_V3)
 def build_deeplabv3(
     num_classes: int,
     in_channels: int = 3,
@@ -140,25 +224,45 @@ def build_deeplabv3(
     output_stride: int = 16,
     aspp_rates: Sequence[int] = (6, 12, 18),
     image_pooling: bool = True,
-    multi_grid: Sequence[int] | None = (1, 2, 4),
+    multi_grid: Sequence[int] | str | None = "auto",
     channels: int = 256,
     dropout: float = 0.1,
     aux_head: bool = False,
+    pool_norm: str | None = "bn",
 ) -> ContextModel:
-    """DeepLab v3; ``aspp_rates`` are given at stride 16, ``multi_grid`` applies to ResNets only
-    (ignored for other encoders), ``aux_head`` adds a PSPNet-style head on the stage before
-    the last."""
+    """DeepLab v3; ``aspp_rates`` are given at stride 16.
+
+    ``multi_grid``: unit rates of ResNet's last stage (``(1, 2, 4)`` in the paper); ``"auto"``
+    applies ``(1, 2, 4)`` on ResNets and nothing on other encoders, an explicit grid on an
+    encoder without ResNet stages raises, None keeps timm's dilation. ``pool_norm`` normalises
+    the image-pooling branch (BatchNorm, the paper's; None or ``"gn"`` train at batch 1).
+    ``aux_head`` adds a PSPNet-style head on the stage before the last.
+    """
     encoder = context_encoder(encoder_name, in_channels, output_stride, weights)
-    if multi_grid:
-        apply_multi_grid(encoder, multi_grid)
+    if multi_grid == "auto":
+        apply_multi_grid(encoder, (1, 2, 4))
+    elif isinstance(multi_grid, str):
+        raise ValueError(f"multi_grid must be 'auto', None or unit rates, got {multi_grid!r}.")
+    elif multi_grid and not apply_multi_grid(encoder, multi_grid):
+        raise ValueError(
+            f"multi_grid={list(multi_grid)} needs a ResNet-family encoder (blocks in "
+            f"model.layer4); {encoder_name!r} has none. Use multi_grid: null or 'auto', or a "
+            "ResNet encoder (resnet50, resnet101, ...)."
+        )
     rates = scale_rates(aspp_rates, output_stride, 16)
     head = DeepLabV3Head(
-        encoder.channels[-1], num_classes, rates, channels, image_pooling, dropout=dropout
+        encoder.channels[-1],
+        num_classes,
+        rates,
+        channels,
+        image_pooling,
+        dropout=dropout,
+        pool_norm=pool_norm,
     )
     return ContextModel(encoder, head, make_aux_head(aux_head, encoder, num_classes))
 
 
-@register("deeplabv3plus")
+@register("deeplabv3plus", legacy=POOL_LEGACY, fidelity=FIDELITY_V3PLUS)
 def build_deeplabv3plus(
     num_classes: int,
     in_channels: int = 3,
@@ -170,8 +274,12 @@ def build_deeplabv3plus(
     channels: int = 256,
     low_level_channels: int = 48,
     aux_head: bool = False,
+    pool_norm: str | None = "bn",
 ) -> ContextModel:
-    """DeepLab v3+; the decoder reads the deepest encoder level at reduction <= 4."""
+    """DeepLab v3+; the decoder reads the deepest encoder level at reduction <= 4.
+
+    ``pool_norm`` normalises the image-pooling branch (see :func:`build_deeplabv3`).
+    """
     encoder = context_encoder(encoder_name, in_channels, output_stride, weights)
     rates = scale_rates(aspp_rates, output_stride, 16)
     head = DeepLabV3PlusHead(
@@ -182,5 +290,6 @@ def build_deeplabv3plus(
         channels,
         low_level_channels,
         image_pooling,
+        pool_norm,
     )
     return ContextModel(encoder, head, make_aux_head(aux_head, encoder, num_classes))

@@ -1,10 +1,12 @@
 """PSPNet (Zhao et al., 2017): pyramid pooling on a dilated ResNet, with an auxiliary head.
 
 The deepest map (``C`` channels, stride 8) is average-pooled to ``bin x bin`` grids (1, 2, 3, 6),
-each reduced to ``C / len(bins)`` by a 1x1 conv, up-sampled and concatenated with the map; a 3x3
-conv (512), dropout and a 1x1 classifier follow. The auxiliary head (3x3 conv 256, BN, ReLU,
-dropout, 1x1) supervises the stage before the last (ResNet's layer3); the task weighs its loss
-(0.4 in the paper). The 1x1 bin has no BatchNorm, so a batch of one trains.
+each reduced to ``C / len(bins)`` by a 1x1 conv with BatchNorm and ReLU, up-sampled and
+concatenated with the map; a 3x3 conv (512), dropout and a 1x1 classifier follow. The auxiliary
+head (3x3 conv 256, BN, ReLU, dropout, 1x1) supervises the stage before the last (ResNet's
+layer3); the task weighs its loss (0.4 in the paper). The ``1 x 1`` bin takes BatchNorm as in
+the paper, torchvision-style heads and smp, so training needs batches of at least 2 (a batch of
+1 gets a clear error); ``pool_norm=None`` (the first round) or ``"gn"`` trains at batch 1.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import torch
 from torch import nn
 
 from seglab.models.blocks import ConvNormAct, resize_to
-from seglab.models.context_heads import ContextModel, context_encoder, make_aux_head
-from seglab.models.registry import register
-
-
-def _bin_norm(bin_size: int, norm: str | None) -> str | None:
-    """No batch statistics over a ``1 x 1`` map (one value per channel at batch size 1)."""
-    return None if bin_size == 1 and norm in ("bn", "batchnorm") else norm
+from seglab.models.context_heads import (
+    POOL_NORM_FIX,
+    ContextModel,
+    check_batch_statistics,
+    context_encoder,
+    make_aux_head,
+)
+from seglab.models.registry import Deviation, Fidelity, register
 
 
 class PyramidPooling(nn.Module):
@@ -31,7 +34,8 @@ class PyramidPooling(nn.Module):
         in_channels: Input channels ``C``.
         bins: Grid sizes.
         channels: Width of each bin branch; ``C // len(bins)`` by default.
-        norm: Normalisation of the branches; the ``1 x 1`` bin never takes BatchNorm.
+        norm: Normalisation of the branches.
+        pool_norm: Normalisation of the ``1 x 1`` bin (``norm`` by default).
     """
 
     def __init__(
@@ -40,21 +44,29 @@ class PyramidPooling(nn.Module):
         bins: Sequence[int] = (1, 2, 3, 6),
         channels: int | None = None,
         norm: str | None = "bn",
+        pool_norm: str | None = "bn",
     ) -> None:
         super().__init__()
         width = channels or in_channels // len(bins)
         self.branches = nn.ModuleList(
             nn.Sequential(
                 nn.AdaptiveAvgPool2d(b),
-                ConvNormAct(in_channels, width, 1, norm=_bin_norm(b, norm)),
+                ConvNormAct(in_channels, width, 1, norm=pool_norm if b == 1 else norm),
             )
             for b in bins
         )
+        self.bins = list(bins)
+        self.pool_bn = pool_norm in ("bn", "batchnorm")
         self.out_channels = in_channels + len(bins) * width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Maps ``(B, C, h, w)`` to ``(B, out_channels, h, w)``."""
-        return torch.cat([x, *(resize_to(branch(x), x) for branch in self.branches)], dim=1)
+        outs = [x]
+        for b, branch in zip(self.bins, self.branches):
+            if b == 1 and self.training and self.pool_bn:
+                check_batch_statistics(x[..., :1, :1], "PSPNet's 1x1 pyramid bin", POOL_NORM_FIX)
+            outs.append(resize_to(branch(x), x))
+        return torch.cat(outs, dim=1)
 
 
 class PSPHead(nn.Module):
@@ -66,6 +78,7 @@ class PSPHead(nn.Module):
         bins: Pyramid grid sizes.
         channels: Width of the 3x3 conv (512).
         dropout: Dropout2d probability before the classifier.
+        pool_norm: Normalisation of the ``1 x 1`` bin.
     """
 
     def __init__(
@@ -75,9 +88,10 @@ class PSPHead(nn.Module):
         bins: Sequence[int] = (1, 2, 3, 6),
         channels: int = 512,
         dropout: float = 0.1,
+        pool_norm: str | None = "bn",
     ) -> None:
         super().__init__()
-        self.ppm = PyramidPooling(in_channels, bins)
+        self.ppm = PyramidPooling(in_channels, bins, pool_norm=pool_norm)
         self.block = ConvNormAct(self.ppm.out_channels, channels, 3)
         self.drop = nn.Dropout2d(dropout)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
@@ -87,7 +101,27 @@ class PSPHead(nn.Module):
         return self.classifier(self.drop(self.block(self.ppm(feats[-1]))))
 
 
-@register("pspnet")
+FIDELITY = Fidelity(
+    reference="Zhao et al. 2017 (CVPR); official PyTorch code hszhao/semseg, PSPNet ResNet-50",
+    settings={"num_classes": 150},
+    params_source="none published for the official code's deep-stem ResNet-50",
+    deviations=(
+        Deviation(
+            "timm's ResNet-50 with the 7x7 stem; the official ResNet has a deep stem of three "
+            "3x3 convs (64-64-128)",
+            "encoder_name",
+            "timm has no 64-64-128 deep-stem ResNet; resnet50d is the nearest",
+        ),
+        Deviation(
+            "BatchNorm in the 1x1 bin (the paper); the first round had none",
+            "pool_norm=bn|gn|None",
+        ),
+        Deviation("auxiliary head on layer3, weight 0.4 in the task", "aux_head, aux_weight"),
+    ),
+)
+
+
+@register("pspnet", legacy={1: {"pool_norm": None}}, fidelity=FIDELITY)
 def build_pspnet(
     num_classes: int,
     in_channels: int = 3,
@@ -98,8 +132,13 @@ def build_pspnet(
     channels: int = 512,
     dropout: float = 0.1,
     aux_head: bool = True,
+    pool_norm: str | None = "bn",
 ) -> ContextModel:
-    """PSPNet on a dilated encoder; ``aux_head`` supervises the stage before the last."""
+    """PSPNet on a dilated encoder; ``aux_head`` supervises the stage before the last.
+
+    ``pool_norm`` normalises the ``1 x 1`` bin (BatchNorm, the paper's; None or ``"gn"`` train
+    at batch 1).
+    """
     encoder = context_encoder(encoder_name, in_channels, output_stride, weights)
-    head = PSPHead(encoder.channels[-1], num_classes, bins, channels, dropout)
+    head = PSPHead(encoder.channels[-1], num_classes, bins, channels, dropout, pool_norm)
     return ContextModel(encoder, head, make_aux_head(aux_head, encoder, num_classes))

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from seglab.models.pretrained import weights_strictness
+
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
 #: Version of the architectures' defaults. A checkpoint records the version it was built with
@@ -49,6 +51,8 @@ class Fidelity:
         params: The reference's parameter count at ``settings`` (None where none is published).
         params_source: Where ``params`` comes from.
         deviations: Every known difference from the reference, each with its option.
+        parts: ``{part: (parameter-name prefixes, reference count)}`` where the reference
+            publishes a split (DenseASPP: ``{"trunk": (("encoder.",), 28_911_840), ...}``).
     """
 
     reference: str
@@ -56,6 +60,7 @@ class Fidelity:
     params: int | None = None
     params_source: str = ""
     deviations: tuple[Deviation, ...] = ()
+    parts: dict[str, tuple[tuple[str, ...], int]] = field(default_factory=dict)
 
 
 #: ``{name: Fidelity}``, registered beside each builder (``@register(name, fidelity=...)``).
@@ -144,7 +149,9 @@ def create_model(
         defaults_version: Build the defaults of this older version (``DEFAULTS_VERSION`` when
             None): options registered as ``legacy`` for every version from this one up to the
             current one fill in what ``kwargs`` leaves unset.
-        **kwargs: Architecture-specific options (``output_stride``, ``base_channels``, ...).
+        **kwargs: Architecture-specific options (``output_stride``, ``base_channels``, ...);
+            ``weights`` and ``weights_strict`` (default True: a weights file that does not fit
+            the encoder exactly is an error) are ``seglab.models.pretrained``'s.
 
     Returns:
         An ``nn.Module`` with an ``.encoder`` honouring the encoder contract; in eval mode
@@ -165,4 +172,5 @@ def create_model(
     for old in sorted(_LEGACY.get(name, {}), reverse=True):
         if old >= version:
             kwargs = {**_LEGACY[name][old], **kwargs}
-    return _BUILDERS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
+    with weights_strictness(kwargs.pop("weights_strict", True)):
+        return _BUILDERS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
