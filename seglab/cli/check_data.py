@@ -2,7 +2,8 @@
 
 ``seglab check-data --config experiments/X.yaml [--config more.yaml] [--data.root=/path] ...``
 reads the config safely (``yaml.safe_load``, dotted ``--key=value`` overrides as in ``fit``),
-builds the readers of the training and validation splits exactly as ``SegDataModule`` does and
+builds the readers of the training and validation splits exactly as ``SegDataModule`` does,
+scans every file as ``fit`` does before its first step (:mod:`seglab.data.checks.scan`) and
 loads every raw sample (``load(i)``, before augmentation). It collects every problem rather than
 stopping at the first, prints a report (file, problem, fix) and exits with status 1 if there is
 any problem, 0 otherwise.
@@ -18,17 +19,17 @@ import argparse
 import copy
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from seglab.data.checks import DEFAULT_MIN_SIZE, Problem, check_dataset, format_report
+from seglab.data.checks.scan import scan_dataset
 
 
 def load_config(paths: list[str], overrides: list[str]) -> dict[str, Any]:
     """Merges YAML config files (safely loaded) and ``--a.b=value`` overrides."""
-    from seglab.cli.config_base import expand_configs
+    from seglab.cli.config_base import expand_configs, read_yaml
 
     files: list[str] = []
     for path in paths:  # ``base:`` chains expand to several files, bases first
@@ -36,8 +37,7 @@ def load_config(paths: list[str], overrides: list[str]) -> dict[str, Any]:
         files += [expanded[i + 1] for i in range(0, len(expanded), 2)]
     cfg: dict[str, Any] = {}
     for path in files:
-        text = Path(path).read_text()
-        data = yaml.safe_load(text) or {}
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ValueError(f"Config {path} is not a mapping of keys to values.")
         cfg = deep_merge(cfg, data)
@@ -200,7 +200,17 @@ def run(argv: list[str] | None = None, out=None) -> int:
                     problems.append(found)
                 header.append(f"  split {split}: cannot be read")
                 continue
-            found = check_dataset(ds, num_classes, ignore_index, in_channels, min_size, args.limit)
+            train = split == h.train_split
+            batch = (h.batch_size if train else h.val_batch_size) or h.batch_size or 1
+            scanned = scan_dataset(ds, int(batch), min_size, split)  # what fit scans first
+            flagged = {p.file for p in scanned}  # a file the scan named is reported once
+            found = scanned + [
+                p
+                for p in check_dataset(
+                    ds, num_classes, ignore_index, in_channels, min_size, args.limit
+                )
+                if not flagged & set(p.file.split(" + "))
+            ]
             n = len(ds) if args.limit is None else min(args.limit, len(ds))
             header.append(f"  split {split}: {n} item(s) checked, {len(found)} problem(s)")
             problems += found

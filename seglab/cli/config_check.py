@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from seglab.cli.config_base import read_yaml, user_file
 from seglab.cli.config_keys import (
     SUBCOMMANDS,
     builder_keys,
@@ -233,7 +234,7 @@ def _load_yaml(path: str) -> dict[str, Any] | None:
     p = Path(path)
     if not p.is_file():
         return None
-    data = yaml.safe_load(p.read_text())
+    data = read_yaml(p)
     return data if isinstance(data, dict) else None
 
 
@@ -245,7 +246,7 @@ def cli_unknown_keys(args: list[str]) -> list[str]:
     reach the reader and the architecture after all overrides.
     """
     subcommand, configs, dotted = split_cli_args(args)
-    files = [(c, _load_yaml(c)) for c in configs]
+    files = [(user_file(c), _load_yaml(c)) for c in configs]
     eff = _Effective()
     for name, data in files:
         if data:
@@ -266,8 +267,8 @@ def cli_unknown_keys(args: list[str]) -> list[str]:
 def suggest_unknown_keys(config: dict[str, Any] | str | Path, subcommand: str = "fit") -> list[str]:
     """Messages for the unknown keys of a config mapping or YAML file (empty when all is well)."""
     if isinstance(config, (str, Path)):
-        data = yaml.safe_load(Path(config).read_text()) or {}
-        return unknown_config_keys(data, str(config), subcommand)
+        data = read_yaml(config) or {}
+        return unknown_config_keys(data, user_file(config), subcommand)
     return unknown_config_keys(config, "the config", subcommand)
 
 

@@ -36,3 +36,10 @@ def add_run_arguments(parser: Any) -> None:
         help="Upload checkpoints to W&B as artifacts: true (at the end) or 'all' (each save).",
     )
     parser.add_argument("--run.wandb_entity", type=str | None, default=None, help="W&B entity.")
+    parser.add_argument(
+        "--run.finetune",
+        type=bool,
+        default=False,
+        help="fit --ckpt_path CK: load only CK's weights and start a new fit (new run folder, "
+        "optimiser, schedule and loss from the config; epoch 0) instead of resuming it.",
+    )

@@ -2,8 +2,10 @@
 
 ``runs/<experiment>/<timestamp>/`` holds ``config.yaml`` (LightningCLI), ``metrics.csv`` (the CSV
 logger), ``checkpoints/`` (best by the monitored metric, and ``last.ckpt``), ``summary.json``
-(rewritten atomically after every validation) and ``predictions/`` (overlays of a few validation
-images: image | truth | prediction; ``seglab predict`` writes masks to ``predictions/masks``).
+(rewritten atomically after every validation), ``confusion_matrix.png`` + ``per_class.csv`` and
+``predictions/`` (overlays of a few validation images: image | truth | prediction, drawn by
+:mod:`seglab.runs.pictures`). ``validate`` / ``test`` / ``predict`` from a checkpoint write into
+its run folder, one sub-folder per invocation (:mod:`seglab.runs.placement`).
 """
 
 from __future__ import annotations
@@ -18,28 +20,48 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
 from seglab.data.io import atomic_write, safe_child
-from seglab.metrics.segmentation import decide
+from seglab.runs.ownership import claim_run_dir, inherited_run_dir, is_rank_zero, share_run_dir
+from seglab.runs.pictures import palette  # noqa: F401  (moved there; old import path)
 
 SUMMARY_KEYS = ("val/mIoU", "val/pixel_acc", "val/mean_acc", "val/dice", "val/loss")
 
 
-def new_run_dir(runs_root: str | Path, experiment: str) -> Path:
-    """A fresh ``<root>/<experiment>/<timestamp>`` folder, shared with DDP child processes."""
-    if os.environ.get("SEGLAB_RUN_DIR"):
-        return Path(os.environ["SEGLAB_RUN_DIR"])
-    base = Path(runs_root) / experiment
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    run, n = base / stamp, 1
-    while run.exists():
-        run, n = base / f"{stamp}-{n}", n + 1
-    run.mkdir(parents=True)
-    os.environ["SEGLAB_RUN_DIR"] = str(run)
+def new_run_dir(runs_root: str | Path, experiment: str, resume: Path | None = None) -> Path:
+    """The run folder of this launch, claimed for ``experiment`` (see :mod:`seglab.runs.ownership`).
+
+    Other ranks of a launch follow rank 0's folder (``SEGLAB_RUN_DIR``). Rank 0 uses an exported
+    ``SEGLAB_RUN_DIR``, else the folder it resumes, else a fresh ``<root>/<experiment>/<time>``;
+    a folder holding another experiment, or a run this launch does not resume, is refused.
+
+    Args:
+        runs_root: Folder that holds all runs.
+        experiment: The experiment name.
+        resume: Run folder of the checkpoint a ``fit`` resumes, or None.
+    """
+    run = inherited_run_dir()
+    if run is not None and not is_rank_zero():
+        run.mkdir(parents=True, exist_ok=True)
+        return run
+    if run is None and resume is not None:
+        run = Path(resume)
+    if run is None:
+        base = Path(runs_root) / experiment
+        base.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run, n = base / stamp, 1
+        while True:
+            try:
+                run.mkdir()
+                break
+            except FileExistsError:
+                run, n = base / f"{stamp}-{n}", n + 1
+    claim_run_dir(run, experiment, resume)
+    share_run_dir(run)
     return run
 
 
@@ -53,42 +75,20 @@ def latest_run_with_last(runs_root: str | Path, experiment: str) -> Path | None:
     return runs[-1] if runs else None
 
 
-def palette(n: int) -> np.ndarray:
-    """A fixed colour per class (class 0 black), ``(n, 3)`` uint8."""
-    rng = np.random.default_rng(3)
-    colours = rng.integers(40, 256, (max(n, 2), 3)).astype(np.uint8)
-    colours[0] = 0
-    base = [
-        (230, 25, 75),
-        (60, 180, 75),
-        (255, 225, 25),
-        (0, 130, 200),
-        (245, 130, 48),
-        (145, 30, 180),
-    ]
-    for i, c in enumerate(base[: n - 1]):
-        colours[i + 1] = c
-    return colours
+def spacing_note(trainer: L.Trainer) -> dict[str, Any]:
+    """``{"spacing": ...}`` for CT data: ``unknown`` (naming the cases) where a header gives no
+    voxel size, so HD95 is in voxels; empty for other data."""
+    dm = trainer.datamodule
+    ds = (getattr(dm, "datasets", None) or {}).get("val") if dm is not None else None
+    cases = getattr(getattr(ds, "dataset", ds), "cases", None)
+    if not cases:
+        return {}
+    from seglab.data.ct.volumes import header_spacing_known
 
-
-def overlay_row(
-    image: torch.Tensor, target: torch.Tensor | None, pred: torch.Tensor, n: int
-) -> np.ndarray:
-    """``image | truth | prediction`` as one uint8 RGB strip (colours blended over the image)."""
-    img = image.float()
-    img = (img - img.min()) / (img.max() - img.min()).clamp_min(1e-6)
-    img = img[:3] if img.shape[0] >= 3 else img[:1].expand(3, -1, -1)
-    rgb = (img.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
-    pal = palette(n)
-
-    def blend(lbl: torch.Tensor) -> np.ndarray:
-        lab = lbl.cpu().numpy().astype(np.int64)
-        col = pal[np.clip(lab, 0, len(pal) - 1)]
-        col[lab >= len(pal)] = 255  # ignored pixels in white
-        return (0.45 * rgb + 0.55 * col).astype(np.uint8)
-
-    panels = [rgb, blend(target) if target is not None else rgb, blend(pred)]
-    return np.concatenate(panels, axis=1)
+    unknown = [c.case_id for c in cases if not header_spacing_known(c.image_path)]
+    if not unknown:
+        return {"spacing": "mm, from the NIfTI headers"}
+    return {"spacing": "unknown", "spacing_unknown_cases": unknown}
 
 
 class RunSummary(Callback):
@@ -98,7 +98,13 @@ class RunSummary(Callback):
         run_dir: The run folder.
         monitor: Metric that picks the best epoch.
         mode: ``max`` or ``min``.
-        num_overlays: Validation images drawn into ``predictions/`` at the end of fit.
+        num_overlays: Unused here (kept for old callers); :class:`seglab.runs.pictures.RunPictures`
+            draws the overlays.
+        experiment: The experiment name (default: the run folder's parent folder name).
+
+    ``summary.json``'s ``status`` says how the run ended: ``running``, ``finished``,
+    ``stopped: non-finite loss at step N`` (or ``non-finite weights``), ``interrupted``
+    (Ctrl-C) or ``failed: <error>``; a SIGKILL leaves ``running``.
     """
 
     def __init__(
@@ -107,8 +113,11 @@ class RunSummary(Callback):
         monitor: str = "val/mIoU",
         mode: str = "max",
         num_overlays: int = 4,
+        experiment: str | None = None,
     ):
         self.run_dir, self.monitor, self.mode = Path(run_dir), monitor, mode
+        self.experiment = experiment or self.run_dir.parent.name
+        self.trained = False
         self.num_overlays = num_overlays
         self.final: dict[str, float] = {}
         self.best: dict[str, float] = {}
@@ -130,6 +139,24 @@ class RunSummary(Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start = time.time()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.trained = True
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if not self.trained or trainer.state.fn != "fit":
+            return  # a failed start leaves no summary behind
+        if isinstance(exception, FloatingPointError):
+            what = "weights" if "weights" in str(exception).split("(")[0] else "loss"
+            status = f"stopped: non-finite {what} at step {trainer.global_step}"
+        elif isinstance(exception, KeyboardInterrupt):
+            status = "interrupted"
+        else:
+            first = (str(exception).splitlines() or [""])[0][:200]
+            status = f"failed: {type(exception).__name__}: {first}"
+        self.write(trainer, pl_module, status=status)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
@@ -160,7 +187,7 @@ class RunSummary(Callback):
         """Writes ``summary.json`` atomically."""
         h = pl_module.hparams
         summary = {
-            "experiment": self.run_dir.parent.name,
+            "experiment": self.experiment,
             "run_dir": str(self.run_dir),
             "status": status,
             "model": h.get("model"),
@@ -176,36 +203,17 @@ class RunSummary(Callback):
             "final": self.final,
             "best": self.best,
         }
+        from seglab.tasks.finetune import weights_record
+
+        summary["weights"] = weights_record(pl_module)  # encoder weights: source, file, sha256
         per_case = getattr(pl_module, "per_case_scores", None)
         if per_case:
             summary["per_case"] = per_case
+        summary |= spacing_note(trainer)
         atomic_write(self.run_dir / "summary.json", lambda f: json.dump(summary, f, indent=2), "w")
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.write(trainer, pl_module, status="finished")
-        if trainer.is_global_zero:
-            self.draw_overlays(trainer, pl_module)
-
-    @torch.no_grad()
-    def draw_overlays(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Draws ``image | truth | prediction`` strips for the first validation images."""
-        dm = trainer.datamodule
-        ds = getattr(dm, "datasets", {}).get("val") if dm is not None else None
-        if ds is None or self.num_overlays <= 0:
-            return
-        out = self.run_dir / "predictions"
-        out.mkdir(parents=True, exist_ok=True)
-        was_training = pl_module.training
-        pl_module.eval()
-        n = pl_module.metric_classes if hasattr(pl_module, "metric_classes") else 2
-        for i in range(min(self.num_overlays, len(ds))):
-            item = ds[i]
-            x = item["image"][None].to(pl_module.device)
-            pred = decide(pl_module.predict_logits(x), pl_module.hparams.task)[0]
-            strip = overlay_row(item["image"], item.get("mask"), pred, n)
-            name = str(item["meta"].get("name", i))
-            Image.fromarray(strip).save(safe_child(out, f"{name}.png"))
-        pl_module.train(was_training)
 
 
 class MaskWriter(BasePredictionWriter):

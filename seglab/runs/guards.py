@@ -24,6 +24,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from seglab.data.checks import too_small_fix, too_small_problem  # noqa: F401
+from seglab.data.checks.scan import raise_scan_problems, scan_datamodule
 
 DEFAULT_MIN_SIZE = 32  # when a model does not describe its encoder
 
@@ -171,20 +172,31 @@ def check_batch_labels(
 class DataCompatibility(Callback):
     """Checks task against data before the first step, and every batch's labels and size.
 
+    At setup it also scans every file of every split (:func:`seglab.data.checks.scan.
+    scan_dataset`: headers, sizes, formats, PNG checksums), so a corrupt file, a lossy mask, an
+    EXIF-rotated image or images of mixed sizes stop the run before its first step.
+
     Args:
         check_batches: Also check each batch's mask values and image size (cheap).
         strict_classes: Also refuse a model with more classes than the data set (default: warn).
+        scan_files: Scan every file of each split at setup.
     """
 
-    def __init__(self, check_batches: bool = True, strict_classes: bool = False) -> None:
+    def __init__(
+        self, check_batches: bool = True, strict_classes: bool = False, scan_files: bool = True
+    ) -> None:
         self.check_batches, self.strict_classes = check_batches, strict_classes
+        self.scan_files = scan_files
         self._min_size: int | None = None
+        self._scanned: set[int] = set()
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         dm = trainer.datamodule
         model = getattr(pl_module, "model", None)
         self._min_size = min_input_size(model) if model is not None else None
         if dm is not None and hasattr(dm, "datasets"):
+            if self.scan_files:  # every file of every split, before the first step
+                raise_scan_problems(scan_datamodule(dm, self._min_size, self._scanned))
             check_data_compatibility(pl_module, dm, strict_classes=self.strict_classes)
 
     def _check(self, pl_module: L.LightningModule, batch: Any) -> None:

@@ -56,6 +56,54 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
+def scale_float_image(image: np.ndarray, where: str, scale: float | None = None) -> np.ndarray:
+    """A float image in the range the model is fed: ``[0, 1]`` as-is, ``[0, 255]`` divided by
+    255 (8-bit values held as floats); anything else needs an explicit ``image_scale``.
+
+    Integer images pass through (``image_to_tensor`` scales uint8 and uint16).
+
+    Raises:
+        ValueError: A float image outside ``[0, 1]`` and ``[0, 255]`` without ``scale``.
+    """
+    if image.dtype.kind != "f":
+        return image
+    if scale is not None:
+        return (image.astype(np.float32) * np.float32(scale)).astype(np.float32)
+    finite = image[np.isfinite(image)]  # NaN/Inf are reported by the data checks
+    if finite.size == 0:
+        return image
+    lo, hi = float(finite.min()), float(finite.max())
+    if lo >= 0 and hi <= 1:
+        return image
+    if lo >= 0 and hi <= 255:
+        return (image.astype(np.float32) / np.float32(255)).astype(np.float32)
+    raise ValueError(
+        f"Float image {where} has values {lo:g}..{hi:g}, outside [0, 1] and [0, 255], so its "
+        "scale is unknown and it would reach the model unscaled. Fix: set "
+        f"data.dataset_kwargs.image_scale (e.g. {1 / max(abs(lo), abs(hi)):.3g} maps the "
+        "largest magnitude to 1; 1.0 keeps the values as they are), or rescale the files."
+    )
+
+
+def integer_mask(mask: np.ndarray, where: str) -> np.ndarray:
+    """The mask as integers; a float mask with non-integer values (0.6) is refused, not rounded.
+
+    Raises:
+        ValueError: The mask holds values that are not whole numbers.
+    """
+    if mask.dtype.kind not in "fc":
+        return mask
+    finite = np.isfinite(mask)
+    if not finite.all() or not np.array_equal(mask, np.round(mask)):
+        bad = mask[~finite | (mask != np.round(mask))]
+        raise ValueError(
+            f"Mask {where} holds non-integer values ({', '.join(f'{v:g}' for v in bad[:3])}, "
+            f"{mask.dtype}): labels are class indices and seglab does not round them. Re-export "
+            "the labels as integers (PNG L/P, uint8/uint16 TIFF or an integer NIfTI)."
+        )
+    return mask.astype(np.int64)
+
+
 def compact_mask(mask: np.ndarray) -> np.ndarray:
     """The mask as uint8 (or uint16) for albumentations when its values fit.
 
@@ -80,6 +128,9 @@ class SegDataset(Dataset):
             when weight maps are used), or None.
         mean: Per-channel mean subtracted after scaling to [0, 1]; None skips normalisation.
         std: Per-channel standard deviation.
+        image_scale: Factor for float images (``image * image_scale``, no range check); None
+            takes float images in ``[0, 1]`` as they are, in ``[0, 255]`` divided by 255, and
+            refuses any other range (see :func:`scale_float_image`).
 
     Attributes:
         num_classes: Number of classes in the masks (None when the reader cannot know).
@@ -97,8 +148,10 @@ class SegDataset(Dataset):
         transform: Callable[..., dict[str, Any]] | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        image_scale: float | None = None,
     ) -> None:
         self.transform = transform
+        self.image_scale = image_scale
         self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32)[:, None, None]
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32)[:, None, None]
         self._weights: dict[int, np.ndarray] = {}
@@ -124,6 +177,10 @@ class SegDataset(Dataset):
             aug_seed, index = index
         sample = self.load(index)
         image, mask, weight = sample["image"], sample.get("mask"), sample.get("weight")
+        where = f"{sample.get('name', index)} ({type(self).__name__}[{index}])"
+        image = scale_float_image(np.asarray(image), where, getattr(self, "image_scale", None))
+        if mask is not None:
+            mask = integer_mask(np.asarray(mask), where)
         if self.weight_map is not None and mask is not None and weight is None:
             weight = self._weight(index, mask)
         if self.transform is not None:

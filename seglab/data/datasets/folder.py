@@ -2,9 +2,10 @@
 
 Layouts accepted under ``root``: ``<split>/images`` + ``<split>/masks`` when the split folder
 exists, otherwise ``images`` + ``masks`` (or ``train/images`` + ``train/masks`` when no ``val``
-folder exists) split by ``val_fraction`` with a fixed seed. Masks are class-index PNGs, or
-colour PNGs with a ``palette`` (one RGB colour per class); ``mask_map`` renames raw values
-(``{255: 1}`` for 0/255 masks).
+folder exists) split by ``val_fraction`` with a fixed seed. The ``predict`` split reads
+``root/images`` or, without it, the image files of ``root`` itself (a flat folder). Masks are
+class-index PNGs, or colour PNGs with a ``palette`` (one RGB colour per class); ``mask_map``
+renames raw values (``{255: 1}`` for 0/255 masks).
 """
 
 from __future__ import annotations
@@ -12,16 +13,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from seglab.data.datasets.base import SegDataset, register_dataset
+from seglab.data.datasets.imageio import duplicate_stem_message, open_image
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 def list_images(folder: Path) -> dict[str, Path]:
-    """``{stem: path}`` of the image files in a folder."""
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTS}
+    """``{stem: path}`` of the image files in a folder; two files of one stem are refused."""
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in IMAGE_EXTS or p.name.startswith("."):
+            continue
+        if p.stem in out:
+            raise ValueError(duplicate_stem_message(out[p.stem], p))
+        out[p.stem] = p
+    return out
 
 
 def read_image(path: Path, channels: int | None) -> np.ndarray:
@@ -31,8 +39,7 @@ def read_image(path: Path, channels: int | None) -> np.ndarray:
     model is replicated to RGB; an RGB file for a 1-channel model is converted to luminance.
     """
     try:
-        with Image.open(path) as im:
-            im.load()
+        with open_image(path, "Image") as im:  # decoded, EXIF orientation applied
             if im.mode in ("I;16", "I;16B", "I;16L"):
                 arr = np.asarray(im).astype(np.uint16)
             elif im.mode == "I":
@@ -79,8 +86,7 @@ def read_mask(
 ) -> np.ndarray:
     """Reads a mask as HxW int64 class indices (palette colours or raw values, remapped)."""
     try:
-        with Image.open(path) as im:
-            im.load()
+        with open_image(path, "Mask", mask=True) as im:  # lossless only, EXIF as the image
             if palette is not None:
                 rgb = np.asarray(im.convert("RGB")).astype(np.int64)
                 code = rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2]
@@ -121,6 +127,9 @@ def _pair_folders(root: Path, split: str) -> tuple[Path, Path, bool]:
             f"Data root {root} does not exist. Point data.root at a folder holding images/ and "
             "masks/ (or train/images, train/masks, val/...)."
         )
+    if split == "predict":  # images/ if present, else the folder itself (a flat folder)
+        folder = root / "images" if (root / "images").is_dir() else root
+        return folder, root / "masks", False
     has_val = (root / "val" / "images").is_dir()
     if (root / split / "images").is_dir():
         # train/ without val/: validation is carved out of train/, so train must be too.

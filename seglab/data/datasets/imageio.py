@@ -9,6 +9,11 @@
 * :func:`ensure_dir_exists` turns a missing dataset root into a ``FileNotFoundError`` that shows
   the expected layout and how to fix it.
 * :func:`check_same_size` refuses an image/label pair whose sizes differ.
+* :func:`open_image` is the one way every PIL-based reader opens a file: decoded completely (a
+  corrupt file raises here, naming it), the EXIF orientation applied (a phone JPEG tagged
+  "rotate 90" is used as it is displayed, and a mask carrying the same tag is rotated alike),
+  and, for masks, lossy formats refused: JPEG compression turns a label 200 into 199..203 at
+  region edges, so a JPEG mask is never read as labels.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from seglab.data.datasets.base import SegDataset
 
@@ -41,6 +46,58 @@ def _open_fully(path: Path, what: str) -> Image.Image:
     return img
 
 
+#: PIL formats that store pixel values lossily: never valid for masks.
+LOSSY_FORMATS = ("JPEG", "MPO")
+EXIF_ORIENTATION = 0x0112
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag of an opened image (1, upright, when absent)."""
+    try:
+        return int(img.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    except Exception:  # a damaged EXIF block: treat as upright (the pixels decide)
+        return 1
+
+
+def lossy_mask_message(path: Path, fmt: str) -> str:
+    """What to say about a mask stored in a lossy format."""
+    return (
+        f"Mask {path} is a {fmt} file: masks must be lossless (PNG, TIFF or BMP). {fmt} "
+        "compression changes label values at region edges (a label 200 becomes 199..203), so "
+        "they cannot be read as classes. Re-export the masks as PNG from the original labels."
+    )
+
+
+def open_image(path: str | os.PathLike, what: str = "Image", mask: bool = False) -> Image.Image:
+    """Opens ``path`` completely decoded, with its EXIF orientation applied.
+
+    Args:
+        path: The file.
+        what: ``Image``, ``Mask``, ``Label image``: used in error messages.
+        mask: Refuse lossy formats (JPEG).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: The file cannot be decoded, or a mask is stored lossily; the message names
+            the file and the fix.
+    """
+    path = Path(path)
+    img = _open_fully(path, what)
+    if mask and img.format in LOSSY_FORMATS:
+        raise ValueError(lossy_mask_message(path, img.format))
+    if exif_orientation(img) != 1:
+        img = ImageOps.exif_transpose(img)
+    return img
+
+
+def duplicate_stem_message(first: Path, second: Path) -> str:
+    """What to say about two files of one stem (``img00.png`` beside ``img00.jpg``)."""
+    return (
+        f"{first} and {second} have the same stem {first.stem!r}: images and masks are paired "
+        "by stem, so one of them would be dropped silently. Remove or rename one of them."
+    )
+
+
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """Reads an image file as an ``HxWx3 uint8`` RGB array.
 
@@ -52,7 +109,7 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
             names the file.
     """
     path = Path(path)
-    img = _open_fully(path, "Image")
+    img = open_image(path, "Image")
     if img.mode != "RGB":
         img = img.convert("RGB")
     return np.asarray(img, dtype=np.uint8)
@@ -74,7 +131,7 @@ def read_label(path: str | os.PathLike, dataset_name: str = "This dataset") -> n
             values are colours rather than class ids.
     """
     path = Path(path)
-    img = _open_fully(path, "Label image")
+    img = open_image(path, "Label image", mask=True)
     if img.mode not in _INDEX_MODES:
         raise ValueError(
             f"Label image {path} has mode {img.mode!r} (colour), but {dataset_name} expects index "
