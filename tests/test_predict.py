@@ -44,7 +44,8 @@ def test_predict_writes_a_mask_per_image(tmp_path, monkeypatch):
             "--data.num_workers=0", *QUIET,
         ]
     )  # fmt: skip
-    masks = sorted((pred.run_dir / "predictions" / "masks").glob("*.png"))
+    assert pred.run_dir.parent == fit.run_dir / "predictions"  # in the checkpoint's run folder
+    masks = sorted((pred.run_dir / "masks").glob("*.png"))
     assert [m.stem for m in masks] == ["img0", "img1", "img2"]
     arr = np.asarray(Image.open(masks[0]))
     assert arr.shape == (37, 45) and arr.max() < 5
@@ -78,7 +79,7 @@ def test_predict_ct_volumes_keep_the_affine(tmp_path, monkeypatch):
             f"--ckpt_path={ckpt}", f"--data.predict_root={folder}", "--data.num_workers=0", *small,
         ]
     )  # fmt: skip
-    out = nib.load(pred.run_dir / "predictions" / "masks" / "patient_a.nii.gz")
+    out = nib.load(pred.run_dir / "masks" / "patient_a.nii.gz")
     assert out.shape == vol.shape
     np.testing.assert_allclose(out.affine, affine)
     assert set(np.unique(np.asarray(out.dataobj))) <= {0, 1}

@@ -2,7 +2,9 @@
 
 Holds the LightningCLI subclass and entry point (``main``), the ``run.*`` options
 (``run_args``), ``base:`` config chains (``config_base``), config-key checking with closest-name
-suggestions (``config_check``, ``config_keys``), ``seglab sweep`` and ``seglab check-data``.
+suggestions (``config_check``, ``config_keys``), ``seglab sweep`` and ``seglab check-data``,
+``seglab experiments`` and the top-level help (``experiments``), seglab's errors as one line
+(``messages``).
 May import every other seglab package; nothing imports it.
 """
 

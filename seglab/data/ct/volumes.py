@@ -1,21 +1,17 @@
-"""CT volumes on disk: case discovery (LiTS 2017, MSD Task03), loading and writing labels.
+"""CT volumes on disk: loading in one orientation, and writing labels back.
 
-Layouts found under a root (searched recursively, so batch subfolders are fine):
-
-- LiTS 2017: ``volume-N.nii[.gz]`` with ``segmentation-N.nii[.gz]`` (same ``N``; they may sit
-  in different subfolders). Case id ``volume-N``.
-- MSD Task03_Liver: ``imagesTr/liver_N.nii.gz`` with ``labelsTr/liver_N.nii.gz``. Case id
-  ``liver_N``. macOS ``._*`` resource files and other hidden files are ignored.
-- Prediction input (``require_labels=False``): additionally every other NIfTI file (MSD
-  ``imagesTs``, LiTS ``test-volume-N.nii``), with its file stem as case id.
+Case discovery (LiTS 2017, MSD Task03, nnU-Net raw, one folder per case) is in
+:mod:`seglab.data.ct.cases` (re-exported here).
 
 Orientation convention. Every volume is reoriented with ``nib.as_closest_canonical`` (RAS+:
 array axes point to patient Right, Anterior, Superior) and then transposed to ``(z, y, x)``, so
 ``array[z]`` is an axial slice, ``z`` grows towards the head, rows (``y``) towards anterior and
 columns (``x``) towards the patient's right. (Radiological display, anterior up and patient
 right on the left, is this slice rotated by 180 degrees.) Spacing is ``(z, y, x)`` in mm from
-the header zooms. :func:`write_label_volume` undoes the reorientation, so a written prediction
-overlays the original image in any viewer.
+the header zooms. A file whose affine is the identity (or whose voxel size is missing or zero)
+says nothing about the spacing: it is loaded with a warning, ``Volume.spacing_known`` is False
+and distances (HD95) are then in voxels, not mm. :func:`write_label_volume` undoes the
+reorientation, so a written prediction overlays the original image in any viewer.
 
 Label volumes must match their image in shape and affine; a mismatch is an error naming both
 files (LiTS labels are sometimes exported with a different header: fix the file, do not guess).
@@ -25,32 +21,23 @@ from __future__ import annotations
 
 import gzip
 import os
-import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from seglab.data.io import atomic_write, safe_child
-
-NII_RE = re.compile(r"^(?P<stem>.+?)\.nii(?:\.gz)?$")
-LITS_IMAGE_RE = re.compile(r"^volume-(?P<n>\d+)\.nii(?:\.gz)?$")
-LITS_LABEL_RE = re.compile(r"^segmentation-(?P<n>\d+)\.nii(?:\.gz)?$")
-AFFINE_ATOL = 1e-3  # mm: image/label affines closer than this are "the same"
-LAYOUT_HELP = (
-    "Expected the LiTS 2017 layout (volume-N.nii[.gz] with segmentation-N.nii[.gz]) or the MSD "
-    "Task03 layout (imagesTr/liver_N.nii.gz with labelsTr/liver_N.nii.gz)"
+from seglab.data.ct.cases import (  # noqa: F401  (re-exported: the old home of discovery)
+    LAYOUT_HELP,
+    NII_RE,
+    Case,
+    _natural_key,
+    find_cases,
 )
+from seglab.data.io import atomic_write, read_named, safe_child
 
-
-@dataclass(frozen=True)
-class Case:
-    """One CT scan: its id, image file and label file (None for an unlabelled scan)."""
-
-    case_id: str
-    image_path: Path
-    label_path: Path | None
+AFFINE_ATOL = 1e-3  # mm: image/label affines closer than this are "the same"
 
 
 @dataclass
@@ -63,6 +50,8 @@ class Volume:
         label: ``(D, H, W)`` uint8 labels, or None for an unlabelled case.
         spacing: ``(z, y, x)`` voxel size in mm.
         affine: The original (not reoriented) affine of the image file.
+        spacing_known: False when the header gives no voxel size (identity affine, or
+            missing / zero zooms): ``spacing`` is then 1 voxel, not mm.
     """
 
     case_id: str
@@ -70,104 +59,32 @@ class Volume:
     label: np.ndarray | None
     spacing: tuple[float, float, float]
     affine: np.ndarray
+    spacing_known: bool = True
 
 
-def _visible_niftis(root: Path) -> list[Path]:
-    """``.nii``/``.nii.gz`` files under root, skipping hidden files/folders and ``._*`` files."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith(".") or not NII_RE.match(name):
-                continue
-            out.append(Path(dirpath) / name)
-    return out
+def spacing_known(img: nib.spatialimages.SpatialImage) -> bool:
+    """Whether a NIfTI header states the voxel size: not an identity affine (nibabel's default
+    for a file written without one), and finite, positive zooms."""
+    zooms = np.asarray(img.header.get_zooms()[:3], dtype=np.float64)
+    if zooms.size < 3 or not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
+        return False
+    return not np.allclose(np.asarray(img.affine)[:3, :3], np.eye(3))
 
 
-def _natural_key(case_id: str) -> tuple:
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", case_id))
+def header_spacing_known(path: str | os.PathLike) -> bool:
+    """:func:`spacing_known` of a file, reading its header only."""
+    return spacing_known(nib.load(str(path)))
 
 
-def find_cases(root: str | os.PathLike, require_labels: bool = True) -> list[Case]:
-    """Lists the CT cases under ``root`` (LiTS 2017 or MSD Task03 layout), sorted by id.
-
-    Only file names are read here (no NIfTI is opened); shape and affine are checked on load.
-
-    Args:
-        root: Data folder.
-        require_labels: Whether every image needs a label file. False (prediction) also lists
-            every other NIfTI file as an unlabelled scan.
-
-    Returns:
-        The cases, in natural order of their ids (``volume-2`` before ``volume-10``).
-
-    Raises:
-        FileNotFoundError: ``root`` does not exist or holds no CT volume.
-        ValueError: An image has no label (with ``require_labels``), a label has no image, or
-            two files claim the same case id.
-    """
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"CT data root {root} does not exist or is not a folder. Pass --data.root pointing at "
-            f"the LiTS / MSD Task03 data. {LAYOUT_HELP}."
-        )
-    images: dict[str, Path] = {}
-    labels: dict[str, Path] = {}
-
-    def put(table: dict[str, Path], key: str, path: Path) -> None:
-        if key in table:
-            raise ValueError(
-                f"Case {key!r} appears twice: {table[key]} and {path}. Remove one of the two "
-                "copies from the data root."
-            )
-        table[key] = path
-
-    for path in _visible_niftis(root):
-        name, parent = path.name, path.parent.name
-        if m := LITS_IMAGE_RE.match(name):
-            put(images, f"volume-{int(m['n'])}", path)
-        elif m := LITS_LABEL_RE.match(name):
-            put(labels, f"volume-{int(m['n'])}", path)
-        elif parent == "imagesTr" or (parent == "imagesTs" and not require_labels):
-            put(images, NII_RE.match(name)["stem"], path)
-        elif parent == "labelsTr":
-            put(labels, NII_RE.match(name)["stem"], path)
-        elif not require_labels:  # prediction input: any other NIfTI is a scan (test-volume-N)
-            put(images, NII_RE.match(name)["stem"], path)
-    if not images and not labels:
-        raise FileNotFoundError(f"No CT volumes found under {root}. {LAYOUT_HELP}.")
-    orphans = sorted(set(labels) - set(images), key=_natural_key)
-    if orphans:
-        lab = labels[orphans[0]]
-        want = (
-            lab.name.replace("segmentation-", "volume-")
-            if lab.name.startswith("segmentation-")
-            else f"imagesTr/{lab.name}"
-        )
-        raise ValueError(
-            f"Label file {lab} has no image ({want} is missing){_more(orphans)}. Add the image "
-            "or remove the label file."
-        )
-    if require_labels:
-        missing = sorted(set(images) - set(labels), key=_natural_key)
-        if missing:
-            img = images[missing[0]]
-            want = (
-                img.name.replace("volume-", "segmentation-")
-                if img.name.startswith("volume-")
-                else f"labelsTr/{img.name}"
-            )
-            raise ValueError(
-                f"Image file {img} has no label ({want} is missing){_more(missing)}. Add the "
-                "label file, or move the image out of the training data root (unlabelled scans "
-                "belong in the prediction input)."
-            )
-    return [Case(cid, images[cid], labels.get(cid)) for cid in sorted(images, key=_natural_key)]
-
-
-def _more(ids: list[str]) -> str:
-    return f" (and {len(ids) - 1} more case(s): {', '.join(ids[1:6])}...)" if len(ids) > 1 else ""
+def warn_unknown_spacing(path: str | os.PathLike) -> None:
+    """The warning for a volume without a voxel size."""
+    warnings.warn(
+        f"{path}: the affine is the identity or the voxel size is missing, so the spacing is "
+        "unknown: HD95 and other distances are in voxels, not mm. Re-save the scan with its "
+        "real header (pixdim / sform) to get mm.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _squeeze3d(img: nib.Nifti1Image, path: Path) -> nib.Nifti1Image:
@@ -199,10 +116,12 @@ def load_case(case: Case) -> Volume:
         ValueError: The label's shape or affine differs from the image's, or labels are not
             small non-negative integers.
     """
-    img = _squeeze3d(nib.load(str(case.image_path)), case.image_path)
+    img = _squeeze3d(read_named(case.image_path, nib.load, case.image_path), case.image_path)
     lab_img = None
     if case.label_path is not None:
-        lab_img = _squeeze3d(nib.load(str(case.label_path)), case.label_path)
+        lab_img = _squeeze3d(
+            read_named(case.label_path, nib.load, case.label_path), case.label_path
+        )
         if lab_img.shape != img.shape:
             raise ValueError(
                 f"Shape mismatch in case {case.case_id}: image {case.image_path} is {img.shape} "
@@ -216,18 +135,26 @@ def load_case(case: Case) -> Volume:
                 f"affine\n{np.round(lab_img.affine, 4)}). Re-save the label with the image's "
                 "header (e.g. nib.Nifti1Image(label_data, image.affine, image.header))."
             )
-    image, spacing = to_zyx(img, np.float32)
+    image, spacing = read_named(case.image_path, to_zyx, img, np.float32)
     label = None
     if lab_img is not None:
-        raw, _ = to_zyx(lab_img, None)
-        lab = np.rint(raw) if raw.dtype.kind == "f" else raw
+        raw, _ = read_named(case.label_path, to_zyx, lab_img, None)
+        if raw.dtype.kind == "f" and not np.array_equal(raw, lab := np.round(raw)):
+            raise ValueError(
+                f"Label file {case.label_path} holds non-integer values ({raw[raw != lab][0]:g})"
+                ": labels are class indices, seglab does not round them. Save them as integers."
+            )
+        lab = raw
         if lab.size and (lab.min() < 0 or lab.max() > 255):
             raise ValueError(
                 f"Label file {case.label_path} holds values outside 0..255 "
                 f"({lab.min()}..{lab.max()}); expected class indices (0 bg, 1 liver, 2 tumour)."
             )
         label = lab.astype(np.uint8)
-    return Volume(case.case_id, image, label, spacing, np.asarray(img.affine))
+    known = spacing_known(img)
+    if not known:
+        warn_unknown_spacing(case.image_path)
+    return Volume(case.case_id, image, label, spacing, np.asarray(img.affine), known)
 
 
 def from_zyx(array_zyx: np.ndarray, affine: np.ndarray) -> np.ndarray:
