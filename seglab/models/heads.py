@@ -2,8 +2,9 @@
 
 The classification-guided module (CGM, Huang et al. 2020) predicts from the deepest encoder
 features whether the image contains any foreground. It returns *logits* ``(B, 1)``; the
-sigmoid belongs to the loss (BCE with logits). Only at inference does its hard decision gate
-the segmentation (:func:`cgm_gate`); training stays differentiable.
+sigmoid belongs to the loss (BCE with logits). Its hard decision gates the segmentation
+(:func:`cgm_gate`): at inference always, and in training too in the paper's mode
+(``unet3plus`` ``cgm="paper"``).
 """
 
 from __future__ import annotations
@@ -65,12 +66,14 @@ class ClassificationGuidedModule(nn.Module):
 def cgm_gate(
     logits: torch.Tensor, cls_logits: torch.Tensor, fill: float = SUPPRESSED_LOGIT
 ) -> torch.Tensor:
-    """Suppresses the foreground of images the CGM classifies as empty (inference only).
+    """Suppresses the foreground of images the CGM classifies as empty.
 
     An image is empty where ``sigmoid(cls_logits) <= 0.5``, i.e. ``cls_logits <= 0``. There,
     with one logit channel every logit becomes ``fill``; with several channels the foreground
-    channels ``1..C-1`` become ``fill`` so that background (channel 0) wins the argmax. This
-    hard decision has no useful gradient, so models apply it in eval mode only.
+    channels ``1..C-1`` become ``fill`` so that background (channel 0) wins the argmax: the
+    paper's "segmentation multiplied by the decision", in probability. The decision has no
+    gradient and a suppressed logit none either; kept images pass through unchanged, gradients
+    included, so the gate can sit in the training graph (the paper's mode).
 
     Args:
         logits: Segmentation logits ``(B, C, H, W)``.

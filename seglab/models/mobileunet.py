@@ -1,10 +1,14 @@
-"""Mobile U-Net: a MobileNetV2 encoder and a decoder of inverted-residual blocks.
+"""Mobile U-Net (Jing et al., 2020, "Mobile-Unet"): a MobileNetV2 encoder under a U-Net decoder.
 
-Each decoder level up-samples (bilinear + 1x1 by default), concatenates the skip and applies
-two inverted residuals (Sandler et al., 2018): 1x1 expansion, 3x3 depthwise, linear 1x1
-projection, with the identity added when input and output shapes match (always in the second
-block). :class:`InvertedResidual` also takes a squeeze-excitation ratio and an activation, which
-is all that separates it from EfficientNet's MBConv (see ``effunet``).
+The paper's network, the default: MobileNetV2's features feed a conventional U-Net decoder
+(transposed-conv up-sampling, skip concatenation, two 3x3 conv-BN-ReLU per level).
+
+``decoder="inverted_residual"`` is seglab's own lighter decoder (the first round's default):
+each level up-samples, concatenates the skip and applies two inverted residuals (Sandler et al.,
+2018): 1x1 expansion, 3x3 depthwise, linear 1x1 projection, with the identity added when input
+and output shapes match (always in the second block). :class:`InvertedResidual` also takes a
+squeeze-excitation ratio and an activation, which is all that separates it from EfficientNet's
+MBConv (see ``effunet``). ``encoder_name="unet"`` builds a plain encoder of the same blocks.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from seglab.models.blocks import ConvNormAct, make_act
-from seglab.models.encoders import create_encoder
-from seglab.models.registry import register
+from seglab.models.blocks import ConvNormAct, double_conv, make_act
+from seglab.models.family_encoder import family_encoder, refuse_unset
+from seglab.models.registry import Deviation, Fidelity, register
 from seglab.models.unet import BlockFactory, UNet, timm_decoder_channels
 
 
@@ -103,46 +107,116 @@ def inverted_residual_block(
     return make
 
 
-def inverted_unet(
+#: Decoder choices of ``mobileunet`` and ``effunet``: the papers' conventional U-Net decoder, or
+#: seglab's decoder made of the encoder's own block.
+DECODERS = ("unet", "inverted_residual", "mbconv")
+
+
+def mobile_family_unet(
+    builder: str,
     num_classes: int,
     in_channels: int,
     encoder_name: str,
     weights: str | None,
-    output_stride: int,
-    base_channels: int,
-    depth: int,
+    output_stride: int | None,
+    base_channels: int | None,
+    depth: int | None,
+    decoder: str,
     decoder_channels: Sequence[int] | None,
     upsample: str,
+    norm: str | None,
     block: BlockFactory,
+    block_name: str,
+    block_options: dict[str, object],
 ) -> UNet:
-    """A U-Net whose decoder (and plain encoder, for ``"unet"``) levels are ``block``."""
-    if encoder_name == "unet":
-        enc = create_encoder(
-            "unet",
-            in_channels,
-            weights=weights,
-            base_channels=base_channels,
-            depth=depth,
-            block=block,
+    """A U-Net on a mobile encoder: timm, or the plain path built of ``block``.
+
+    Args:
+        builder: Architecture name, for error messages.
+        num_classes: Logit channels.
+        in_channels: Input image channels.
+        encoder_name: ``"unet"`` (plain encoder of ``block``) or a timm name.
+        weights: Encoder weights.
+        output_stride: Deepest stride wanted (None: the encoder's own).
+        base_channels: Plain-encoder first width (None: 32).
+        depth: Plain-encoder levels (None: 5).
+        decoder: ``"unet"`` (two 3x3 conv-norm-ReLU per level, the papers') or ``block_name``
+            (two ``block`` per level, seglab's).
+        decoder_channels: Decoder widths, deep to shallow (None: skip widths for the plain
+            encoder, the U-Net rule for timm).
+        upsample: ``"transpose"`` or ``"bilinear"``.
+        norm: Normalisation name.
+        block: Level-block factory of the plain encoder and of the ``block_name`` decoder.
+        block_name: ``"inverted_residual"`` or ``"mbconv"``.
+        block_options: The options that shape ``block`` (``expand_ratio``, ...), as given
+            (None: unset); refused where no ``block`` is built.
+    """
+    if decoder not in ("unet", block_name):
+        raise ValueError(f"{builder}: decoder={decoder!r}; choose 'unet' or {block_name!r}.")
+    if encoder_name != "unet" and decoder == "unet":
+        refuse_unset(
+            builder,
+            f"with a timm encoder and decoder='unet' (they shape the {block_name} blocks of "
+            f"the plain encoder or of decoder={block_name!r})",
+            **block_options,
         )
-    else:
-        enc = create_encoder(encoder_name, in_channels, output_stride, weights)
+    enc = family_encoder(
+        builder,
+        encoder_name,
+        in_channels,
+        weights,
+        output_stride,
+        base_channels,
+        depth,
+        default_base=32,
+        block=block,
+    )
+    if encoder_name != "unet":
         decoder_channels = decoder_channels or timm_decoder_channels(enc)
+    if decoder == "unet":
+        block = lambda i, o: double_conv(i, o, norm=norm)  # noqa: E731
     return UNet(enc, num_classes, decoder_channels, block, upsample)
 
 
-@register("mobileunet")
+#: Mobile-Unet (Jing et al. 2020): MobileNetV2 encoder, U-Net decoder of five deconvolutions.
+MOBILEUNET_FIDELITY = Fidelity(
+    reference=(
+        "Jing, Wang, Raetsch & Zhang 2020, Mobile-Unet (Textile Research Journal): MobileNetV2 "
+        "encoder, U-Net skips, deconvolution (transposed-conv) decoder"
+    ),
+    settings={"encoder_name": "mobilenetv2_100", "num_classes": 2},
+    params=None,
+    params_source="the paper publishes no parameter count",
+    deviations=(
+        Deviation(
+            "decoder levels are two 3x3 conv-BN-ReLU after the transposed conv and the skip "
+            "concatenation (the paper names the deconvolutions, not the convolutions after "
+            "them); read as the conventional U-Net decoder",
+            "decoder=inverted_residual",
+            "seglab's own decoder of MobileNetV2 inverted residuals (first round's default, "
+            "lighter) stays as the option",
+        ),
+    ),
+)
+
+
+@register(
+    "mobileunet",
+    legacy={1: {"decoder": "inverted_residual", "upsample": "bilinear"}},
+    fidelity=MOBILEUNET_FIDELITY,
+)
 def build_mobileunet(
     num_classes: int,
     in_channels: int = 3,
     encoder_name: str = "mobilenetv2_100",
     weights: str | None = None,
-    output_stride: int = 32,
-    base_channels: int = 32,
-    depth: int = 5,
+    output_stride: int | None = None,
+    base_channels: int | None = None,
+    depth: int | None = None,
+    decoder: str = "unet",
     decoder_channels: Sequence[int] | None = None,
-    expand_ratio: int = 6,
-    upsample: str = "bilinear",
+    expand_ratio: int | None = None,
+    upsample: str = "transpose",
     norm: str | None = "bn",
 ) -> UNet:
     """Builds a Mobile U-Net.
@@ -151,18 +225,23 @@ def build_mobileunet(
         num_classes: Logit channels.
         in_channels: Input image channels.
         encoder_name: A timm name (``mobilenetv2_100``, ``mobilenetv2_050``, ...) or ``"unet"``
-            for a plain encoder made of the same inverted-residual blocks.
+            for a plain encoder made of inverted-residual blocks.
         weights: Encoder weights (see ``create_encoder``).
-        output_stride: Deepest stride of a timm encoder.
-        base_channels: First-level width of the plain encoder.
-        depth: Plain-encoder levels.
+        output_stride: Deepest stride (None: the encoder's own; see ``family_encoder``).
+        base_channels: First-level width of the plain encoder (None: 32).
+        depth: Plain-encoder levels (None: 5).
+        decoder: ``"unet"`` (the paper's: transposed conv, skip concatenation, two 3x3
+            conv-BN-ReLU) or ``"inverted_residual"`` (seglab's: two inverted residuals per
+            level, about 4x fewer decoder parameters; the first round's default).
         decoder_channels: Decoder widths, deep to shallow; default 128-64-32-16 for timm.
-        expand_ratio: Inverted-residual expansion.
-        upsample: ``"bilinear"`` or ``"transpose"``.
+        expand_ratio: Inverted-residual expansion (None: 6, MobileNetV2's) of the plain
+            encoder's and the ``inverted_residual`` decoder's blocks.
+        upsample: ``"transpose"`` (the paper's deconvolution) or ``"bilinear"`` (+ 1x1 conv).
         norm: Normalisation name.
     """
-    block = inverted_residual_block(expand_ratio, "relu6", 0.0, norm)
-    return inverted_unet(
+    ratio = 6 if expand_ratio is None else expand_ratio
+    return mobile_family_unet(
+        "mobileunet",
         num_classes,
         in_channels,
         encoder_name,
@@ -170,7 +249,11 @@ def build_mobileunet(
         output_stride,
         base_channels,
         depth,
+        decoder,
         decoder_channels,
         upsample,
-        block,
+        norm,
+        inverted_residual_block(ratio, "relu6", 0.0, norm),
+        "inverted_residual",
+        {"expand_ratio": expand_ratio},
     )

@@ -14,7 +14,7 @@ from torch import nn
 
 from seglab.models.blocks import double_conv, resize_to
 from seglab.models.encoders import Encoder, create_encoder
-from seglab.models.registry import register
+from seglab.models.registry import Deviation, Fidelity, register
 
 BlockFactory = Callable[[int, int], nn.Module]
 
@@ -111,7 +111,36 @@ def timm_decoder_channels(encoder: Encoder, base: int = 16) -> list[int] | None:
     return [base * 2 ** (n - 1 - i) for i in range(n)]
 
 
-@register("unet")
+#: The paper's network: in_channels=1, num_classes=2, 64 base channels, 23 convolutions.
+UNET_FIDELITY = Fidelity(
+    reference="Ronneberger, Fischer & Brox 2015, U-Net (MICCAI), Fig. 1",
+    settings={"encoder_name": "unet", "in_channels": 1, "num_classes": 2, "norm": None},
+    params=31_030_658,
+    params_source="Fig. 1 counted layer by layer (23 convolutions with biases, no norm): 31.0M",
+    deviations=(
+        Deviation(
+            "BatchNorm after every 3x3 conv (+5,888 parameters, 31,036,546 at the reference "
+            "setting); the paper predates BatchNorm",
+            "norm=None",
+            "trains reliably at the learning rates of the other architectures",
+        ),
+        Deviation(
+            "3x3 convs padded ('same'): output at the input size; the paper's are unpadded "
+            "(572 -> 388) with overlap-tile prediction",
+            "-",
+            "logits at input resolution for any size (house contract); sliding-window "
+            "inference covers large images",
+        ),
+        Deviation(
+            "no dropout at the end of the contracting path",
+            "-",
+            "the paper gives no rate; augmentation is the data pipeline's job",
+        ),
+    ),
+)
+
+
+@register("unet", fidelity=UNET_FIDELITY)
 def build_unet(
     num_classes: int,
     in_channels: int = 3,

@@ -7,6 +7,11 @@ is built in loops for any encoder depth ``D``; the top row ``X(0, 1..D-1)`` carr
 * ``deep_supervision=True`` puts a 1x1 head on every top-row node; in train mode the model
   returns ``ModelOutput(logits=head(X(0,D-1)), side=[head(X(0,1)), ..., head(X(0,D-2))])``.
 * ``mode="ensemble"`` averages all top-row heads in eval mode (``"last"`` uses the deepest).
+  As in the paper (whose heads end in a sigmoid), the heads' probabilities are averaged:
+  ``ensemble_average="sigmoid"`` for one class, ``"softmax"`` for several (the default picks by
+  ``num_classes``; multilabel models want ``"sigmoid"``); the average is returned as logits
+  (``logit`` / ``log`` of it), so thresholds and argmax read it as they read any logits.
+  ``ensemble_average="logits"`` averages the logits instead (the first round's ensemble).
 * ``prune_level = L`` (1..D-1, needs deep supervision unless ``L == D-1``) makes eval run only
   the sub-network of ``X(0, L)``: encoder levels ``0..L`` and nodes with ``i + j <= L``. The
   plain encoder then stops after level ``L``; a timm encoder still runs whole (its deeper
@@ -25,12 +30,27 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from seglab.models.blocks import double_conv, resize_to
-from seglab.models.encoders import Encoder, PlainEncoder, create_encoder
+from seglab.models.encoders import Encoder, PlainEncoder
+from seglab.models.family_encoder import family_encoder, refuse_unset
 from seglab.models.output import ModelOutput
-from seglab.models.registry import register
+from seglab.models.registry import Deviation, Fidelity, register
 from seglab.models.unet import BlockFactory, timm_decoder_channels, up_layer
 
 MODES = ("last", "ensemble")
+ENSEMBLE_AVERAGES = ("sigmoid", "softmax", "logits")
+
+
+def average_heads(outs: Sequence[torch.Tensor], how: str) -> torch.Tensor:
+    """Averages head logits ``(B, C, H, W)`` as probabilities (``sigmoid``/``softmax``) or as
+    ``logits``; probabilities come back as logits (``logit(p)``, ``log(p)``), in float32 math.
+    """
+    if how == "logits":
+        return torch.stack(list(outs)).mean(0)
+    stacked = torch.stack(list(outs)).float()
+    if how == "softmax":
+        mean = stacked.softmax(dim=2).mean(0)
+        return mean.clamp_min(1e-12).log().to(outs[0].dtype)
+    return torch.logit(torch.sigmoid(stacked).mean(0), eps=1e-7).to(outs[0].dtype)
 
 
 def encode(encoder: Encoder, x: torch.Tensor, levels: int | None = None) -> list[torch.Tensor]:
@@ -68,6 +88,8 @@ class UNetPlusPlus(nn.Module):
         deep_supervision: Heads on every top-row node (needed for pruning and ensembling).
         mode: ``"last"`` or ``"ensemble"`` (eval-time combination of the heads).
         prune_level: Eval-time pruning level, see the module docstring.
+        ensemble_average: ``"sigmoid"``, ``"softmax"`` or ``"logits"``: what ``"ensemble"``
+            averages (see the module docstring).
     """
 
     def __init__(
@@ -80,6 +102,7 @@ class UNetPlusPlus(nn.Module):
         deep_supervision: bool = False,
         mode: str = "last",
         prune_level: int | None = None,
+        ensemble_average: str = "softmax",
     ) -> None:
         super().__init__()
         chans, red = list(encoder.channels), list(encoder.reductions)
@@ -91,8 +114,13 @@ class UNetPlusPlus(nn.Module):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
         if mode == "ensemble" and not deep_supervision:
             raise ValueError("mode='ensemble' needs deep_supervision=True.")
+        if ensemble_average not in ENSEMBLE_AVERAGES:
+            raise ValueError(
+                f"ensemble_average must be one of {ENSEMBLE_AVERAGES}, got {ensemble_average!r}."
+            )
         self.encoder = encoder
         self.deep_supervision, self.mode = deep_supervision, mode
+        self.ensemble_average = ensemble_average
         self.ups, self.nodes = nn.ModuleDict(), nn.ModuleDict()
         for j in range(1, d):
             for i in range(d - j):
@@ -140,24 +168,67 @@ class UNetPlusPlus(nn.Module):
         outs = [resize_to(self.heads[str(j)](grid[0, j]), x) for j in cols]
         if training_sides:
             return ModelOutput(logits=outs[-1], side=outs[:-1])
-        return torch.stack(outs).mean(0) if len(outs) > 1 else outs[-1]
+        return self.combine(outs)
+
+    def combine(self, outs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Eval-mode logits from the heads computed (the ensemble, or the one head)."""
+        return average_heads(outs, self.ensemble_average) if len(outs) > 1 else outs[-1]
+
+    def eval_logits(self, output: ModelOutput) -> torch.Tensor:
+        """What eval mode returns, from a full-graph (all heads) ``ModelOutput`` of the same input.
+
+        Lets a caller that needs the side outputs too run the network once.
+        """
+        if self.mode == "ensemble":
+            return self.combine([*output.side, output.logits])
+        return output.logits
 
 
-@register("unetplusplus")
+UNETPLUSPLUS_FIDELITY = Fidelity(
+    reference=(
+        "Zhou, Rahman Siddiquee, Tajbakhsh & Liang 2018, UNet++ (DLMIA), Table 1; "
+        "Keras code MrGiovanni/UNetPlusPlus"
+    ),
+    settings={"encoder_name": "unet", "in_channels": 3, "num_classes": 1, "norm": None},
+    params=9_040_000,
+    params_source="Table 1 (9.04M, with and without deep supervision); seglab: 9,042,177",
+    deviations=(
+        Deviation(
+            "BatchNorm after every conv (9,045,825 parameters); the reference's units have none",
+            "norm=None",
+            "trains reliably at the learning rates of the other architectures",
+        ),
+        Deviation(
+            "no dropout inside the units (the reference's standard_unit drops 0.5 after each conv)",
+            "-",
+            "BatchNorm regularises; dropout after every conv slows convergence",
+        ),
+        Deviation(
+            "deep supervision off by default (the paper trains with it for pruning and "
+            "ensembling; the network and its 9.04M are the same)",
+            "deep_supervision=true",
+            "the plain model is the cheaper default; pruning and ensembling need the flag",
+        ),
+    ),
+)
+
+
+@register("unetplusplus", fidelity=UNETPLUSPLUS_FIDELITY)
 def build_unetplusplus(
     num_classes: int,
     in_channels: int = 3,
     encoder_name: str = "unet",
     weights: str | None = None,
-    output_stride: int = 32,
-    base_channels: int = 32,
-    depth: int = 5,
+    output_stride: int | None = None,
+    base_channels: int | None = None,
+    depth: int | None = None,
     decoder_channels: Sequence[int] | None = None,
     upsample: str = "transpose",
     norm: str | None = "bn",
     deep_supervision: bool = False,
     mode: str = "last",
     prune_level: int | None = None,
+    ensemble_average: str | None = None,
 ) -> UNetPlusPlus:
     """Builds UNet++.
 
@@ -166,9 +237,9 @@ def build_unetplusplus(
         in_channels: Input image channels.
         encoder_name: ``"unet"`` (paper; 32 base channels) or a timm name.
         weights: Encoder weights (see ``create_encoder``).
-        output_stride: Deepest stride of a timm encoder.
-        base_channels: First-level width of the plain encoder (32 in the UNet++ paper).
-        depth: Plain-encoder levels.
+        output_stride: Deepest stride (None: the encoder's own; see ``family_encoder``).
+        base_channels: First-level width of the plain encoder (None: 32, the UNet++ paper's).
+        depth: Plain-encoder levels (None: 5).
         decoder_channels: Row widths, deep to shallow; default: encoder widths (plain) or
             128-64-32-16 (timm).
         upsample: ``"transpose"`` or ``"bilinear"``.
@@ -176,20 +247,39 @@ def build_unetplusplus(
         deep_supervision: Heads on every top-row node.
         mode: ``"last"`` or ``"ensemble"``.
         prune_level: Eval-time pruning level (1..depth-1) or None.
+        ensemble_average: With ``mode="ensemble"``: ``"sigmoid"`` / ``"softmax"`` (average
+            probabilities, the paper's; None picks sigmoid for one class, softmax otherwise) or
+            ``"logits"``.
     """
-    if encoder_name == "unet":
-        enc = create_encoder(
-            "unet",
-            in_channels,
-            weights=weights,
-            base_channels=base_channels,
-            depth=depth,
-            norm=norm,
+    if mode != "ensemble":
+        refuse_unset(
+            "unetplusplus",
+            f"with mode={mode!r} (it needs mode='ensemble')",
+            ensemble_average=ensemble_average,
         )
-    else:
-        enc = create_encoder(encoder_name, in_channels, output_stride, weights)
+    average = ensemble_average or ("sigmoid" if num_classes == 1 else "softmax")
+    enc = family_encoder(
+        "unetplusplus",
+        encoder_name,
+        in_channels,
+        weights,
+        output_stride,
+        base_channels,
+        depth,
+        default_base=32,
+        norm=norm,
+    )
+    if encoder_name != "unet":
         decoder_channels = decoder_channels or timm_decoder_channels(enc)
     block = lambda i, o: double_conv(i, o, norm=norm)  # noqa: E731
     return UNetPlusPlus(
-        enc, num_classes, decoder_channels, block, upsample, deep_supervision, mode, prune_level
+        enc,
+        num_classes,
+        decoder_channels,
+        block,
+        upsample,
+        deep_supervision,
+        mode,
+        prune_level,
+        average,
     )

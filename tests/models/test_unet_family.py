@@ -7,8 +7,10 @@ import torch
 
 from seglab.models import ModelOutput, create_model, list_models
 from seglab.models.heads import SUPPRESSED_LOGIT, cgm_gate
+from seglab.models.blocks import ConvNormAct
+from seglab.models.mobileunet import InvertedResidual
 from seglab.models.resunet import ResidualUnit
-from seglab.models.unetplusplus import count_flops
+from seglab.models.unetplusplus import average_heads, count_flops
 
 FAMILY = ("resunet", "mobileunet", "effunet", "unetplusplus", "unet3plus")
 TIMM = {
@@ -102,14 +104,36 @@ def test_unetplusplus_outputs_per_mode():
         small_model("unetplusplus", "unet", deep_supervision=False, mode="ensemble")
 
 
-def test_unetplusplus_ensemble_averages_top_row_heads():
+@pytest.mark.parametrize(
+    ("num_classes", "average"), [(3, None), (1, None), (3, "sigmoid"), (3, "logits")]
+)
+def test_unetplusplus_ensemble_averages_top_row_heads(num_classes, average):
     x = torch.randn(2, 3, 67, 93)
-    model = small_model("unetplusplus", "unet", mode="ensemble")
+    kw = {} if average is None else {"ensemble_average": average}
+    model = small_model("unetplusplus", "unet", num_classes, mode="ensemble", **kw)
     heads = heads_on_full_graph(model, x)
     with torch.no_grad():
         out = model(x)
-    expected = torch.stack([*heads.side, heads.logits]).mean(0)
-    torch.testing.assert_close(out, expected)
+    cols = [*heads.side, heads.logits]
+    if average == "logits":
+        torch.testing.assert_close(out, sum(cols) / len(cols))
+    elif num_classes == 1 or average == "sigmoid":  # mean of 1 / (1 + e^-z), back to a logit
+        prob = sum(1 / (1 + torch.exp(-c)) for c in cols) / len(cols)
+        torch.testing.assert_close(1 / (1 + torch.exp(-out)), prob, rtol=1e-5, atol=1e-6)
+    else:  # mean of e^z / sum e^z; the output is its log
+        prob = sum(c.exp() / c.exp().sum(1, keepdim=True) for c in cols) / len(cols)
+        torch.testing.assert_close(out.exp(), prob, rtol=1e-5, atol=1e-6)
+
+
+def test_ensemble_of_probabilities_decides_unlike_the_logit_mean():
+    """Heads at logits 6, -2.5, -2.5: logit mean 1/3 says foreground; the probability mean
+    (0.99753 + 2 * 0.07586) / 3 = 0.38308 says background, as the paper's sigmoid average does."""
+    heads = [torch.full((1, 1, 2, 2), v) for v in (6.0, -2.5, -2.5)]
+    assert (average_heads(heads, "logits") > 0).all()
+    out = average_heads(heads, "sigmoid")
+    torch.testing.assert_close(
+        torch.sigmoid(out), torch.full_like(out, 0.383081), atol=1e-5, rtol=0
+    )
 
 
 def test_unetplusplus_pruning_runs_only_the_subnetwork():
@@ -157,6 +181,34 @@ def test_unetplusplus_paper_parameter_count():
 
 
 # ------------------------------------------------------------------------------ UNet 3+
+def forced_cgm(model: torch.nn.Module, logit: float) -> torch.nn.Module:
+    """Makes the CGM answer ``logit`` for every image (negative: "empty")."""
+    with torch.no_grad():
+        model.cgm.conv.weight.zero_()
+        model.cgm.conv.bias.fill_(logit)
+    return model
+
+
+@pytest.mark.parametrize("num_classes", [1, 3])
+def test_unet3plus_paper_cgm_gates_training_side_outputs(num_classes):
+    x = torch.randn(2, 3, 64, 64)
+    paper = forced_cgm(small_model("unet3plus", "unet", num_classes, cgm="paper"), -5.0).train()
+    seglab = forced_cgm(small_model("unet3plus", "unet", num_classes, cgm="eval"), -5.0).train()
+    gated, ungated = paper(x), seglab(x)
+    assert len(gated.side) == len(ungated.side) == 4
+    for g, u in zip([gated.logits, *gated.side], [ungated.logits, *ungated.side]):
+        if num_classes == 1:
+            assert (g == SUPPRESSED_LOGIT).all() and (u != SUPPRESSED_LOGIT).all()
+        else:
+            assert (g[:, 1:] == SUPPRESSED_LOGIT).all() and torch.equal(g[:, 0], u[:, 0])
+            assert (u[:, 1:] != SUPPRESSED_LOGIT).all()
+    # "Has foreground": the paper's gate passes every output through unchanged.
+    kept = forced_cgm(paper, 5.0)(x)
+    for k, u in zip([kept.logits, *kept.side], [ungated.logits, *ungated.side]):
+        torch.testing.assert_close(k, u)
+    assert paper.training and small_model("unet3plus", "unet", cgm=True).cgm_mode == "paper"
+
+
 def test_unet3plus_train_output_fields():
     model = small_model("unet3plus", "unet", num_classes=1).train()
     out = model(torch.randn(2, 3, 67, 93))
@@ -216,6 +268,12 @@ def test_default_encoders():
     with torch.device("meta"):
         assert create_model("resunet", 2).encoder.channels == [64, 128, 256, 512]
         assert create_model("mobileunet", 2).encoder.channels[-1] == 320
-        assert create_model("effunet", 2).encoder.channels == [16, 24, 40, 112, 320]
+        effunet = create_model("effunet", 2)
+        assert effunet.encoder.channels == [32, 48, 80, 224, 640]  # EfficientNet-B7
+        assert isinstance(effunet.decoder.ups[0], torch.nn.ConvTranspose2d)  # U-Net decoder
+        assert isinstance(create_model("mobileunet", 2).decoder.blocks[0][0], ConvNormAct)
+        old = create_model("effunet", 2, defaults_version=1)
+        assert old.encoder.channels == [16, 24, 40, 112, 320]
+        assert isinstance(old.decoder.blocks[0][0], InvertedResidual)
         assert create_model("unetplusplus", 2).encoder.channels[0] == 32
         assert create_model("unet3plus", 2).encoder.channels[0] == 64
