@@ -143,10 +143,10 @@ def test_check_data_command_prints_a_full_report(tmp_path, bad_folder, capsys):
         )
     assert exit_info.value.code == 1
     report = capsys.readouterr().out
-    assert "6 problem(s) found" in report
+    assert "7 problem(s) found" in report  # the six files, and their mixed sizes (fit's scan)
     for i in range(6):
         assert f"img{i}.png" in report
-    for kind in ("[mask values] 2 file(s)", "[too small] 1 file(s)", "fix:"):
+    for kind in ("[mask values] 2 file(s)", "[too small] 1 file(s)", "[mixed sizes]", "fix:"):
         assert kind in report
 
 
@@ -245,12 +245,18 @@ def test_thirty_two_bit_images_are_not_silently_wrapped(tmp_path):
     Image.fromarray(np.full((32, 32), 70000, np.int32)).save(root / "images" / "a.tif")
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "masks" / "a.png")
     ds = Folder(root, "train", channels=1, val_fraction=0.0)
-    try:
-        image = ds.load(0)["image"]
-    except ValueError as err:  # refused with a message: fine
-        assert "a.tif" in str(err)
-    else:
-        assert int(image.max()) == 70000 or image.dtype.kind == "f"
+    message = (
+        r"a.tif is a 32-bit integer image with values 70000..70000, outside 0..65535; "
+        r"rescale it to 8 or 16 bits"
+    )
+    with pytest.raises(ValueError, match=message):
+        ds.load(0)
+    (problem,) = check_dataset(ds, num_classes=2, in_channels=1)  # check-data reports it too
+    assert re.search(message, problem.problem + " " + problem.fix)
+    # in range, a 32-bit image keeps its values (scaled like 16 bits), nothing wrapped
+    Image.fromarray(np.full((32, 32), 40000, np.int32)).save(root / "images" / "a.tif")
+    x = Folder(root, "train", channels=1, val_fraction=0.0)[0]["image"]
+    assert torch.allclose(x, torch.full((1, 32, 32), 40000 / 65535))
 
 
 # --------------------------------------------------------------- task against the data
