@@ -21,6 +21,9 @@ install:  ## Create .venv and install seglab with its dev extras
 test:  ## Run the test suite
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
+test-mutate:  ## Break chosen lines of losses/metrics/volume evaluator (in a temp copy); tests must fail
+	$(BIN)/python tests/mutation/run.py $(ARGS)
+
 lint:  ## ruff check and format check
 	$(BIN)/ruff check seglab tests benchmarks
 	$(BIN)/ruff format --check seglab tests benchmarks

@@ -95,10 +95,22 @@ def test_experiment_completes_fast_dev_run(name, tmp_path, monkeypatch):
     assert torch.isfinite(torch.tensor(float(cli.trainer.callback_metrics["train/loss"])))
 
 
+def assert_subset(want: object, got: object, where: str) -> None:
+    """Every key of ``want`` (recursively) is in ``got`` with the same value."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict), f"{where}: {got!r} is not a mapping"
+        for key, value in want.items():
+            assert key in got, f"{where}.{key} is missing from the printed config"
+            assert_subset(value, got[key], f"{where}.{key}")
+    else:
+        assert got == want, f"{where}: printed {got!r}, the fragment says {want!r}"
+
+
 @pytest.mark.parametrize("fragment", FRAGMENTS)
 def test_trainer_fragment_parses(fragment, capsys, monkeypatch):
+    """The fragment's trainer settings reach the resolved config, over the experiment's."""
     monkeypatch.chdir(REPO)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         run_cli(
             [
                 "fit",
@@ -109,4 +121,9 @@ def test_trainer_fragment_parses(fragment, capsys, monkeypatch):
                 "--print_config",
             ]
         )
-    assert "trainer" in yaml.safe_load(capsys.readouterr().out)
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    wanted = yaml.safe_load((REPO / "experiments" / fragment).read_text())["trainer"]
+    assert wanted, fragment
+    assert_subset(wanted, printed["trainer"], "trainer")
+    assert printed["model"]["init_args"]["model"] == "unet"  # the experiment is still there

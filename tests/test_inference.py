@@ -87,6 +87,55 @@ def test_sliding_window_with_pointwise_model_is_plain(overlap: float) -> None:
     assert torch.allclose(out, plain_forward(model, x), atol=1e-6)
 
 
+def local_model(radius: int = 2) -> nn.Module:
+    """``radius`` 3x3 convolutions: each output pixel sees a (2r+1) x (2r+1) neighbourhood."""
+    torch.manual_seed(0)
+    layers: list[nn.Module] = [nn.Conv2d(3, 8, 3, padding=1)]
+    for _ in range(radius - 1):
+        layers += [nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1)]
+    layers += [nn.ReLU(), nn.Conv2d(8, 4, 1)]
+    return nn.Sequential(*layers)
+
+
+def window_starts(size: int, window: int, overlap: float) -> list[int]:
+    """The documented tiling: steps of ``window * (1 - overlap)``, the last one flush."""
+    window = min(window, size)
+    step = max(1, int(window * (1 - overlap)))
+    starts = list(range(0, size - window + 1, step))
+    return starts if starts[-1] == size - window else [*starts, size - window]
+
+
+def exact_region(size: int, window: int, overlap: float, radius: int) -> torch.Tensor:
+    """Pixels whose every covering window holds their whole receptive field (a window edge on
+    the image border pads exactly as the whole image does)."""
+    ok = torch.ones(size, dtype=torch.bool)
+    window = min(window, size)
+    for t in window_starts(size, window, overlap):
+        for p in range(t, t + window):
+            inner_top = t > 0 and p - t < radius
+            inner_bottom = t + window < size and t + window - 1 - p < radius
+            if inner_top or inner_bottom:
+                ok[p] = False
+    return ok
+
+
+@pytest.mark.parametrize("overlap", [0.5, 0.75])
+def test_sliding_window_equals_whole_image_where_windows_cover_the_receptive_field(overlap):
+    radius, window = 2, (24, 32)
+    model = local_model(radius)
+    x = torch.randn(2, 3, 70, 101)
+    out = sliding_window(model, x, window=window, overlap=overlap, batch_size=3)
+    whole = plain_forward(model, x)
+    rows = exact_region(70, window[0], overlap, radius)
+    cols = exact_region(101, window[1], overlap, radius)
+    region = rows[:, None] & cols[None, :]
+    assert region.float().mean() > 0.3  # a large part of the image is checked exactly
+    assert rows[0] and rows[-1] and cols[0] and cols[-1]  # image borders pad exactly
+    assert torch.allclose(out[..., region], whole[..., region], atol=1e-5)
+    # elsewhere the windows' zero padding shows: the model really sees its neighbourhood
+    assert not torch.allclose(out[..., ~region], whole[..., ~region], atol=1e-3)
+
+
 def test_sliding_window_covers_edges_of_real_model(unet: nn.Module) -> None:
     x = torch.randn(1, 3, 67, 93)
     out = sliding_window(unet, x, window=(32, 48), overlap=0.25)

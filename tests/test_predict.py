@@ -6,9 +6,12 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import torch
 from PIL import Image
 
 from seglab.cli import run_cli
+from seglab.data.ct.volumes import to_zyx
+from seglab.tasks import SegmentationTask
 from tests.conftest import write_folder_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,8 +50,17 @@ def test_predict_writes_a_mask_per_image(tmp_path, monkeypatch):
     assert pred.run_dir.parent == fit.run_dir / "predictions"  # in the checkpoint's run folder
     masks = sorted((pred.run_dir / "masks").glob("*.png"))
     assert [m.stem for m in masks] == ["img0", "img1", "img2"]
-    arr = np.asarray(Image.open(masks[0]))
-    assert arr.shape == (37, 45) and arr.max() < 5
+    # each mask is the argmax of the checkpoint's own logits on the image, read and normalised
+    # here as the config says (mean 0.5, std 0.25)
+    task = SegmentationTask.load_from_checkpoint(ckpt).eval()
+    for mask in masks:
+        rgb = np.asarray(Image.open(images / f"{mask.stem}.png"), np.float32) / 255.0
+        x = torch.from_numpy((rgb - 0.5) / 0.25).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            expected = task(x).argmax(1)[0].numpy()
+        written = np.asarray(Image.open(mask))
+        assert written.shape == (37, 45)
+        assert (written == expected).mean() > 0.999, mask.name  # float ties aside
 
 
 def test_predict_ct_volumes_keep_the_affine(tmp_path, monkeypatch):
@@ -71,7 +83,8 @@ def test_predict_ct_volumes_keep_the_affine(tmp_path, monkeypatch):
     folder.mkdir()
     affine = np.diag([-0.7, 0.8, 2.5, 1.0])
     affine[:3, 3] = [10, -20, 30]
-    vol = np.random.default_rng(0).normal(0, 100, (40, 36, 9)).astype(np.float32)
+    vol = np.random.default_rng(0).normal(0, 100, (32, 32, 9)).astype(np.float32)
+    vol[8:20, 10:24] += 60  # a brighter block
     nib.save(nib.Nifti1Image(vol, affine), folder / "patient_a.nii.gz")
     pred = run_cli(
         [
@@ -83,3 +96,14 @@ def test_predict_ct_volumes_keep_the_affine(tmp_path, monkeypatch):
     assert out.shape == vol.shape
     np.testing.assert_allclose(out.affine, affine)
     assert set(np.unique(np.asarray(out.dataobj))) <= {0, 1}
+    # slice by slice (the 32 x 32 grid is the slice size: no resampling), the written labels
+    # are the checkpoint's own decisions on the slices of the predict split
+    task = SegmentationTask.load_from_checkpoint(ckpt).eval()
+    written, _ = to_zyx(out)
+    ds = pred.datamodule.datasets["predict"]
+    assert len(ds) == 9
+    for i in range(len(ds)):
+        item = ds[i]
+        with torch.no_grad():
+            expected = (task(item["image"][None])[0, 0] > 0).numpy()
+        assert np.array_equal(written[int(item["meta"]["z"])], expected), i
