@@ -7,7 +7,7 @@ ARGS    ?=
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help install test test-fast lint format train validate check-data notebooks bench clean
+.PHONY: help install test test-fast lint format train validate check-data notebooks bench bench-quality bench-gpu clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,8 +44,14 @@ check-data:  ## Check the data of experiments/$(EXP).yaml without training
 notebooks:  ## Execute every notebook in FAST mode
 	FAST=1 $(BIN)/pytest -q --nbmake notebooks
 
-bench:  ## Run the benchmarks (writes benchmarks/RESULTS.md)
-	$(BIN)/python benchmarks/run.py
+bench:  ## Run the CPU benchmarks (writes their section of benchmarks/RESULTS.md)
+	$(BIN)/python benchmarks/run.py $(ARGS)
+
+bench-quality:  ## seglab vs smp on ISBI (../shared/data), same loop and steps; ARGS="--steps 4 ..."
+	$(BIN)/python benchmarks/quality.py $(ARGS)
+
+bench-gpu:  ## GPU throughput, memory, MFU and a short quality run (ARGS="--device cpu ...")
+	$(BIN)/python benchmarks/gpu.py $(ARGS)
 
 clean:  ## Remove runs and caches
 	rm -rf runs lightning_logs wandb .pytest_cache
