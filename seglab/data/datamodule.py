@@ -203,3 +203,10 @@ class SegDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         h = self.hparams
         return self._loader("predict", False, h.val_batch_size or h.batch_size, False)
+        n = len(self.datasets["train"])
+        if h.drop_last and n < h.batch_size:
+            raise ValueError(
+                f"data.batch_size={h.batch_size} is larger than the training split ({n} "
+                "items): with data.drop_last: true (the default, so that BatchNorm never trains "
+                "on a batch of 1) no batch is left. Lower data.batch_size or add data."
+            )

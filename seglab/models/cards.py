@@ -190,12 +190,22 @@ def main(argv: Sequence[str] | None = None) -> str:
         help="Each architecture against its reference: counts at the reference's settings "
         "and every deviation with its option (markdown or json).",
     )
+    p.add_argument(
+        "--update-readme",
+        metavar="README",
+        default=None,
+        help="With --fidelity: rewrite the table inside this file's fidelity block.",
+    )
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.fidelity:
         from seglab.models.fidelity_table import fidelity_markdown, fidelity_rows
 
         rows = fidelity_rows(args.models)
         text = fidelity_markdown(rows) if args.format != "json" else json.dumps(rows, indent=2)
+        if args.update_readme:
+            from seglab.models.fidelity_table import update_readme
+
+            update_readme(args.update_readme, text)
     else:
         rows = model_cards(args.size, args.num_classes, args.in_channels, args.models)
         if args.format == "markdown":

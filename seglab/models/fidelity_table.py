@@ -97,3 +97,25 @@ def fidelity_markdown(rows: list[dict[str, Any]]) -> str:
             what, option, why = (_cell(d[k]) for k in ("what", "option", "why"))
             lines.append(f"| `{r['name']}` | {what} | `{option}` | {why} |")
     return "\n".join(lines) + "\n"
+
+
+#: The README block the table lives in, between these two lines.
+README_START = "<!-- fidelity table: seglab models --fidelity --update-readme README.md -->\n"
+README_END = "<!-- end fidelity -->\n"
+
+
+def update_readme(path: str, table: str) -> None:
+    """Replaces the table between :data:`README_START` and :data:`README_END` in ``path``.
+
+    Raises:
+        ValueError: The file has no such block.
+    """
+    from pathlib import Path
+
+    text = Path(path).read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{path} has no fidelity block: add the lines {README_START!r} and "
+                         f"{README_END!r} where the table goes.")  # fmt: skip
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    Path(path).write_text(head + README_START + table + README_END + tail)

@@ -295,3 +295,18 @@ def test_dilated_vgg_runs() -> None:
         out = model.eval()(torch.empty(1, 3, *X_SHAPE))
     assert model.encoder.reductions == [1, 2, 4, 8, 8, 8]
     assert out.shape == (1, 4, *X_SHAPE)
+
+
+def test_training_loader_drops_the_incomplete_batch() -> None:
+    """BatchNorm in the pooled branches needs batches of 2: the last one of 5 / 2 is dropped."""
+    from seglab.data.datamodule import SegDataModule
+
+    dm = SegDataModule(dataset_kwargs={"size": 32, "num_samples": 5}, batch_size=2, num_workers=0)
+    dm.setup("fit")
+    assert [len(b["image"]) for b in dm.train_dataloader()] == [2, 2]
+    small = SegDataModule(
+        dataset_kwargs={"size": 32, "num_samples": 1}, batch_size=2, num_workers=0
+    )
+    small.setup("fit")
+    with pytest.raises(ValueError, match="batch_size=2 is larger than the training split"):
+        small.train_dataloader()
