@@ -36,9 +36,16 @@ EFFUNET_FIDELITY = Fidelity(
             "one width rule for every timm-encoder U-Net",
         ),
         Deviation(
-            "seglab's MBConv decoder (expand 4 in the first round) instead of the conventional one",
+            "decoder levels read as U-Net's: 2x2 transposed conv, skip concatenation, two 3x3 "
+            "conv-BN-ReLU, on to full resolution",
+            "upsample=bilinear",
+            "the paper calls its decoder U-Net's",
+        ),
+        Deviation(
+            "available, not the default: seglab's decoder of two MBConvs per level (the first "
+            "round's default, expand 4, on B0)",
             "decoder=mbconv",
-            "an all-MBConv network, about 4.5M parameters on B0; not the paper's",
+            "an all-MBConv network with a fraction of the conventional decoder's parameters",
         ),
     ),
 )
@@ -52,6 +59,7 @@ EFFUNET_FIDELITY = Fidelity(
             "decoder": "mbconv",
             "expand_ratio": 4,
             "upsample": "bilinear",
+            "full_resolution": False,
         }
     },
     fidelity=EFFUNET_FIDELITY,
@@ -70,6 +78,7 @@ def build_effunet(
     se_ratio: float | None = None,
     upsample: str = "transpose",
     norm: str | None = "bn",
+    full_resolution: bool = True,
 ) -> UNet:
     """Builds an Eff-UNet.
 
@@ -89,6 +98,8 @@ def build_effunet(
         se_ratio: Squeeze-excitation bottleneck as a fraction of the block input (None: 0.25).
         upsample: ``"transpose"`` (U-Net's up-conv) or ``"bilinear"`` (+ 1x1 conv).
         norm: Normalisation name.
+        full_resolution: Decode on to stride 1 (EfficientNet's shallowest map is at stride 2)
+            with a skip-less level; False stops at stride 2 and resizes (the first round).
     """
     ratio = 6 if expand_ratio is None else expand_ratio
     se = 0.25 if se_ratio is None else se_ratio
@@ -105,6 +116,7 @@ def build_effunet(
         decoder_channels,
         upsample,
         norm,
+        full_resolution,
         inverted_residual_block(ratio, "silu", se, norm),
         "mbconv",
         {"expand_ratio": expand_ratio, "se_ratio": se_ratio},

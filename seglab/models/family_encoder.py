@@ -55,8 +55,9 @@ def family_encoder(
         encoder_name: ``"unet"`` or a timm name.
         in_channels: Input image channels.
         weights: Encoder weights (see ``create_encoder``).
-        output_stride: Deepest stride wanted, or None for the encoder's own. The plain encoder's
-            stride is ``2 ** (depth - 1)``; timm encoders take 8, 16 or 32 where they can dilate.
+        output_stride: Deepest stride wanted, or None for the encoder's own. The plain encoder
+            reaches at most ``2 ** (depth - 1)``; timm encoders take 8, 16 or 32 where they
+            can dilate. Whatever ``create_encoder`` builds, its real stride must match.
         base_channels: Plain encoder's first width (None: ``default_base``); refused for timm.
         depth: Plain encoder's levels (None: ``default_depth``); refused for timm.
         default_base: The architecture's paper width.
@@ -80,7 +81,7 @@ def family_encoder(
             **stride_kw,
             **kw,
         )
-        supported = f"{2 ** (levels - 1)} (2 ** (depth - 1)); change depth for another stride"
+        supported = f"at most 2 ** (depth - 1) = {2 ** (levels - 1)} (change depth)"
     else:
         refuse_unset(
             builder,

@@ -125,6 +125,7 @@ def mobile_family_unet(
     decoder_channels: Sequence[int] | None,
     upsample: str,
     norm: str | None,
+    full_resolution: bool,
     block: BlockFactory,
     block_name: str,
     block_options: dict[str, object],
@@ -146,6 +147,8 @@ def mobile_family_unet(
             encoder, the U-Net rule for timm).
         upsample: ``"transpose"`` or ``"bilinear"``.
         norm: Normalisation name.
+        full_resolution: Decode a timm encoder's features on to stride 1 with skip-less
+            levels (see :class:`seglab.models.unet.UNetDecoder`); the plain encoder already is.
         block: Level-block factory of the plain encoder and of the ``block_name`` decoder.
         block_name: ``"inverted_residual"`` or ``"mbconv"``.
         block_options: The options that shape ``block`` (``expand_ratio``, ...), as given
@@ -172,10 +175,10 @@ def mobile_family_unet(
         block=block,
     )
     if encoder_name != "unet":
-        decoder_channels = decoder_channels or timm_decoder_channels(enc)
+        decoder_channels = decoder_channels or timm_decoder_channels(enc, 16, full_resolution)
     if decoder == "unet":
         block = lambda i, o: double_conv(i, o, norm=norm)  # noqa: E731
-    return UNet(enc, num_classes, decoder_channels, block, upsample)
+    return UNet(enc, num_classes, decoder_channels, block, upsample, full_resolution)
 
 
 #: Mobile-Unet (Jing et al. 2020): MobileNetV2 encoder, U-Net decoder of five deconvolutions.
@@ -189,12 +192,17 @@ MOBILEUNET_FIDELITY = Fidelity(
     params_source="the paper publishes no parameter count",
     deviations=(
         Deviation(
-            "decoder levels are two 3x3 conv-BN-ReLU after the transposed conv and the skip "
-            "concatenation (the paper names the deconvolutions, not the convolutions after "
-            "them); read as the conventional U-Net decoder",
+            "each of the five deconvolution levels ends in two 3x3 conv-BN-ReLU after the skip "
+            "concatenation: the paper names the deconvolutions and the skips, not the "
+            "convolutions after them, read here as U-Net's",
+            "-",
+            "the conventional U-Net decoder is the closest reading of the paper",
+        ),
+        Deviation(
+            "available, not the default: seglab's decoder of two MobileNetV2 inverted "
+            "residuals per level (the first round's default)",
             "decoder=inverted_residual",
-            "seglab's own decoder of MobileNetV2 inverted residuals (first round's default, "
-            "lighter) stays as the option",
+            "about a quarter of the conventional decoder's parameters",
         ),
     ),
 )
@@ -202,7 +210,7 @@ MOBILEUNET_FIDELITY = Fidelity(
 
 @register(
     "mobileunet",
-    legacy={1: {"decoder": "inverted_residual", "upsample": "bilinear"}},
+    legacy={1: {"decoder": "inverted_residual", "upsample": "bilinear", "full_resolution": False}},
     fidelity=MOBILEUNET_FIDELITY,
 )
 def build_mobileunet(
@@ -218,6 +226,7 @@ def build_mobileunet(
     expand_ratio: int | None = None,
     upsample: str = "transpose",
     norm: str | None = "bn",
+    full_resolution: bool = True,
 ) -> UNet:
     """Builds a Mobile U-Net.
 
@@ -233,11 +242,15 @@ def build_mobileunet(
         decoder: ``"unet"`` (the paper's: transposed conv, skip concatenation, two 3x3
             conv-BN-ReLU) or ``"inverted_residual"`` (seglab's: two inverted residuals per
             level, about 4x fewer decoder parameters; the first round's default).
-        decoder_channels: Decoder widths, deep to shallow; default 128-64-32-16 for timm.
+        decoder_channels: Decoder widths, deep to shallow; default 256-128-64-32-16 for timm
+            (128-64-32-16 without ``full_resolution``).
         expand_ratio: Inverted-residual expansion (None: 6, MobileNetV2's) of the plain
             encoder's and the ``inverted_residual`` decoder's blocks.
         upsample: ``"transpose"`` (the paper's deconvolution) or ``"bilinear"`` (+ 1x1 conv).
         norm: Normalisation name.
+        full_resolution: Decode on to stride 1: MobileNetV2's shallowest map is at stride 2,
+            so the fifth deconvolution is a skip-less level (the paper's five); False stops at
+            stride 2 and resizes the logits (the first round).
     """
     ratio = 6 if expand_ratio is None else expand_ratio
     return mobile_family_unet(
@@ -253,6 +266,7 @@ def build_mobileunet(
         decoder_channels,
         upsample,
         norm,
+        full_resolution,
         inverted_residual_block(ratio, "relu6", 0.0, norm),
         "inverted_residual",
         {"expand_ratio": expand_ratio},

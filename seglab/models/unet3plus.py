@@ -186,12 +186,14 @@ UNET3PLUS_FIDELITY = Fidelity(
             "a gated image must read as empty under any threshold or argmax",
         ),
         Deviation(
-            "seglab's eval-only gate: training outputs ungated, the eval output gated",
+            "available, not the default: seglab's eval-only gate (training outputs ungated, "
+            "the eval output gated; the first round's cgm=true)",
             "cgm=eval",
             "the segmentation heads learn from every image, also those the CGM misjudges",
         ),
         Deviation(
-            "side losses averaged instead of summed (the paper sums the five hybrid losses)",
+            "available, not the default: side losses averaged (the default sums them, as the "
+            "paper sums its five hybrid losses)",
             "UNetFamilyTask side_loss=mean",
             "a loss scale independent of the number of heads",
         ),

@@ -67,11 +67,10 @@ OPTIONS: dict[str, dict[str, tuple[dict, dict]]] = {
     },
 }
 for _name in FAMILY:
-    OPTIONS[_name] |= COMMON
-    OPTIONS[_name]["encoder_name"] = (
-        {"encoder_name": TIMM[_name], "base_channels": UNSET, "depth": UNSET},
-        {},
-    )
+    _timm = {"encoder_name": TIMM[_name], "base_channels": UNSET, "depth": UNSET}
+    OPTIONS[_name] |= COMMON | {"encoder_name": (_timm, {})}
+    if _name in ("mobileunet", "effunet"):  # decoding on to stride 1 concerns timm encoders
+        OPTIONS[_name]["full_resolution"] = ({"full_resolution": False}, _timm)
 # Checked by their own tests below: the stride from real outputs, the weights from tensors.
 SPECIAL = {"num_classes", "weights", "output_stride"}
 CASES = [(n, opt) for n in FAMILY for opt in OPTIONS[n]]
@@ -116,7 +115,9 @@ def test_output_stride_from_real_outputs(name):
     with torch.no_grad():
         deepest = model.encoder(x)[-1]
     assert 64 // deepest.shape[-1] == 16 == model.encoder.output_stride
-    with pytest.raises(ValueError, match=r"output_stride=8 .*stride 4.*change depth"):
+    with pytest.raises(
+        ValueError, match=r"output_stride=8 .*stride 4.*at most 2 \*\* \(depth - 1\) = 4"
+    ):
         build(name, output_stride=8)  # the plain encoder, depth 3: stride 4
 
 
