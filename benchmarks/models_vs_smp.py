@@ -11,6 +11,8 @@ same run rather than explained in words.
 from __future__ import annotations
 
 import argparse
+import functools
+import inspect
 import statistics
 from collections.abc import Callable
 from typing import Any
@@ -33,17 +35,36 @@ from benchmarks.timing import (
 ARCHS = ("U-Net", "U-Net++", "DeepLab v3", "DeepLab v3+", "PSPNet")
 
 
+@functools.cache
+def default_widths(name: str, encoder: str) -> tuple[int, ...]:
+    """The decoder widths by smp's rule that seglab's ``name`` takes by default on ``encoder``
+    (with or without the skip-less full-resolution levels, whichever the default builds)."""
+    from seglab.models import create_model
+    from seglab.models.encoders import create_encoder
+    from seglab.models.unet import timm_decoder_channels
+
+    with torch.device("meta"):
+        enc = create_encoder(encoder, 3)
+        options = [{}]
+        if "full_resolution" in inspect.signature(timm_decoder_channels).parameters:
+            options.insert(0, {"full_resolution": True})
+        for kw in options:
+            widths = tuple(timm_decoder_channels(enc, **kw))
+            try:
+                create_model(name, 2, encoder, decoder_channels=list(widths))
+            except ValueError:
+                continue
+            return widths
+    raise ValueError(f"No smp-rule decoder widths build seglab's {name} on {encoder}.")
+
+
 def seglab_kwargs(arch: str, encoder: str, width: int) -> tuple[str, dict[str, Any]]:
     """seglab's model name and options for ``arch`` at decoder width ``width``, configured
     like smp's default (output stride, rates, no auxiliary head)."""
     if arch in ("U-Net", "U-Net++"):
-        from seglab.models.encoders import create_encoder
-        from seglab.models.unet import timm_decoder_channels
-
-        with torch.device("meta"):
-            default = timm_decoder_channels(create_encoder(encoder, 3))
-        channels = [max(1, round(c * width / default[-1])) for c in default]
-        return ("unet" if arch == "U-Net" else "unetplusplus"), {"decoder_channels": channels}
+        name = "unet" if arch == "U-Net" else "unetplusplus"
+        default = default_widths(name, encoder)
+        return name, {"decoder_channels": [max(1, round(c * width / default[-1])) for c in default]}
     if arch == "DeepLab v3":
         return "deeplabv3", {"output_stride": 8, "multi_grid": None, "channels": width}
     if arch == "DeepLab v3+":

@@ -17,6 +17,7 @@ with the plain smp run of the same seed. Skips (exit 0) when the data folder is 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -178,13 +179,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--section", default="quality", help="Report section to (re)write.")
+    p.add_argument("--jobs", type=int, default=1, help="Architectures run side by side.")
+    p.add_argument("--json", default=None, help="Also write the measurements here.")
     return p.parse_args(argv)
 
 
 def run(args: argparse.Namespace, command: str, log=print) -> dict[str, Any] | None:
     """Runs the benchmark and writes its report section; None when the data is absent."""
     from benchmarks.quality_lightning import bench_lightning
-    from benchmarks.quality_report import render_quality
 
     root = Path(args.data)
     if not (root / "train" / "images").is_dir():
@@ -224,16 +226,34 @@ def run(args: argparse.Namespace, command: str, log=print) -> dict[str, Any] | N
         "flops": flops,
         "product": product,
     }
-    update_section(Path(args.out), args.section, "\n".join(render_quality(results)))
-    log(f"wrote {args.out} ({results['wall_s'] / 60:.1f} min)")
+    write(args, results)
+    log(f"wrote {args.json or args.out} ({results['wall_s'] / 60:.1f} min)")
     return results
+
+
+def write(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """The report section (not for a child of ``--jobs``) and the optional JSON."""
+    from benchmarks.quality_report import render_quality
+
+    if args.json:
+        Path(args.json).write_text(json.dumps(results))
+    else:
+        update_section(Path(args.out), args.section, "\n".join(render_quality(results)))
 
 
 def main(argv: list[str] | None = None) -> None:
     """``make bench-quality``."""
     given = sys.argv[1:] if argv is None else argv
     command = command_line("quality.py", given, target="bench-quality")
-    run(parse(given), command)
+    args = parse(given)
+    if args.jobs > 1 and len(args.archs) > 1:
+        from benchmarks.quality_jobs import run_jobs
+
+        results = run_jobs(args, given, command)
+        if results is not None:
+            write(args, results)
+    else:
+        run(args, command)
 
 
 if __name__ == "__main__":

@@ -358,3 +358,31 @@ def test_gpu_script_on_the_cpu(tmp_path):
     assert "failed" not in text and "Not run" not in text
     with pytest.raises(ValueError, match="bf16"):
         gpu.Config.parse("bf17")
+
+
+def test_jobs_give_each_process_one_architecture_and_merge_in_order():
+    from benchmarks.quality_jobs import child_argv, merge
+
+    argv = child_argv(
+        ["--steps", "4", "--archs", "unet", "pspnet", "--jobs", "2"],
+        "pspnet",
+        False,
+        Path("o.json"),
+    )
+    assert argv == [
+        "--steps",
+        "4",
+        "--archs",
+        "pspnet",
+        "--lightning-archs",
+        "--jobs",
+        "1",
+        "--json",
+        "o.json",
+    ]
+    parts = [quality_results(np.random.default_rng(s)) for s in (1, 2)]
+    for p, a in zip(parts, ("unet", "pspnet"), strict=True):
+        p["args"]["archs"] = [a]
+    res = merge(parts, "cmd", 1.0, 2)
+    assert res["args"]["archs"] == ["unet", "pspnet"] and res["jobs"] == 2
+    assert len(res["plain"]) == len(parts[0]["plain"]) + len(parts[1]["plain"])
