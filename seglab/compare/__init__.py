@@ -25,7 +25,17 @@ per metric the difference of the best-value means to the baseline row and a test
   averaged over the row's seeds);
 * otherwise, with 2 or more runs on both sides, Welch's t-test over the seeds' best values.
 
-The test name, ``n`` (cases, or runs on both sides) and ``p`` are reported.
+The test name, ``n`` (cases, or runs on both sides) and ``p`` are reported. A paired test
+over cases refuses (``ValueError`` naming the runs and cases) when some run misses cases the
+others scored: it never silently tests the intersection.
+
+Diverged runs: a NaN or Inf value (in ``summary.json``, a ``metrics.csv`` epoch or a per-case
+score) is kept, not dropped. The run counts as diverged for that metric; the cell shows the mean
+of the finite values with ``⚠ k/n diverged`` (``diverged (n/n)`` when none is finite), the CSV
+has a ``<metric>/<best|final>_diverged`` count, and no test is run against a row with a
+diverged run (``not tested: diverged run(s)``).
+
+A metric that no run holds is refused, naming the closest metric names the runs do hold.
 
 Per-case format (``summary.json``, written by ``seglab.runs.RunSummary`` from the task's
 ``per_case_scores``, e.g. the volumetric liver task)::
