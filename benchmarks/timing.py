@@ -44,6 +44,19 @@ def load_average() -> tuple[float, ...] | None:
     return os.getloadavg() if hasattr(os, "getloadavg") else None
 
 
+def code_version() -> str:
+    """The commit measured, and whether ``seglab/`` had uncommitted changes."""
+    import subprocess
+
+    def git(*cmd: str) -> str:
+        out = subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "seglab")
+    return f"{commit}, with uncommitted changes in seglab/" if dirty else commit
+
+
 def machine() -> dict[str, Any]:
     """CPU, cores, load, GPU and library versions of this process."""
     import lightning
@@ -62,6 +75,7 @@ def machine() -> dict[str, Any]:
         "timm": timm.__version__,
         "cuda": torch.cuda.is_available(),
         "gpu": gpu,
+        "code": code_version(),
     }
 
 
@@ -82,7 +96,8 @@ def machine_lines(info: dict[str, Any], threads: int, load_end: Any) -> list[str
     )
     return [
         f"- CPU: {info['cpu']}, {cores} cores visible; torch threads: {threads}{gpu}",
-        f"- torch {info['torch']}, Lightning {info['lightning']}, smp {info['smp']}, "
+        f"- seglab at commit {info.get('code', 'unknown')}; torch {info['torch']}, Lightning "
+        f"{info['lightning']}, smp {info['smp']}, "
         f"timm {info['timm']}, Python {info['python']}; CUDA: {info['cuda']}",
         f"- Load average (one, five and fifteen minutes) at start: {loads(info['load'])}; at end: "
         f"{loads(load_end)}. {shared}",
