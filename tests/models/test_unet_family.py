@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from seglab.models import ModelOutput, create_model, list_models
-from seglab.models.heads import SUPPRESSED_LOGIT, cgm_gate
 from seglab.models.blocks import ConvNormAct
+from seglab.models.heads import SUPPRESSED_LOGIT, cgm_gate
 from seglab.models.mobileunet import InvertedResidual
 from seglab.models.resunet import ResidualUnit
 from seglab.models.unetplusplus import average_heads, count_flops
