@@ -104,7 +104,7 @@ RESUNET_FIDELITY = Fidelity(
 )
 
 
-@register("resunet", fidelity=RESUNET_FIDELITY)
+@register("resunet", legacy={1: {"full_resolution": False}}, fidelity=RESUNET_FIDELITY)
 def build_resunet(
     num_classes: int,
     in_channels: int = 3,
@@ -117,6 +117,7 @@ def build_resunet(
     upsample: str = "bilinear",
     norm: str | None = "bn",
     act: str | None = "relu",
+    full_resolution: bool = True,
 ) -> UNet:
     """Builds a Residual U-Net.
 
@@ -129,10 +130,13 @@ def build_resunet(
         base_channels: First-level width of the plain encoder, doubled per level (None: 64).
         depth: Plain-encoder levels, the bridge included (None: 4, the paper's).
         decoder_channels: Decoder widths, deep to shallow; default: the skip widths (plain)
-            or 128-64-32-16 (timm).
+            or 256-128-64-32-16 (timm; 128-64-32-16 without ``full_resolution``).
         upsample: ``"bilinear"`` (paper) or ``"transpose"``.
         norm: Normalisation name.
         act: Activation name.
+        full_resolution: Decode a timm encoder's features on to stride 1 with a skip-less
+            level (see :class:`seglab.models.unet.UNetDecoder`); False stops at stride 2 and
+            resizes the logits (the first round). The plain encoder already is at stride 1.
     """
     enc = family_encoder(
         "resunet",
@@ -147,5 +151,6 @@ def build_resunet(
         block=residual_encoder_block(norm, act),
     )
     if encoder_name != "unet":
-        decoder_channels = decoder_channels or timm_decoder_channels(enc)
-    return UNet(enc, num_classes, decoder_channels, residual_block(norm, act), upsample)
+        decoder_channels = decoder_channels or timm_decoder_channels(enc, 16, full_resolution)
+    block = residual_block(norm, act)
+    return UNet(enc, num_classes, decoder_channels, block, upsample, full_resolution)

@@ -31,16 +31,52 @@ def up_layer(in_channels: int, out_channels: int, scale: int, mode: str = "trans
     )
 
 
+def full_resolution_scales(reductions: Sequence[int]) -> list[int]:
+    """Up-sampling factors of the skip-less levels from ``reductions[0]`` down to stride 1.
+
+    ``[2]`` for a ResNet (shallowest map at stride 2), ``[2, 2]`` at stride 4, ``[]`` for the
+    plain encoder, whose first level is already at full resolution.
+    """
+    scales, r = [], int(reductions[0])
+    while r > 1:
+        scales.append(2 if r % 2 == 0 else r)
+        r //= scales[-1]
+    return scales
+
+
+def skipless_levels(
+    in_channels: int,
+    widths: Sequence[int],
+    scales: Sequence[int],
+    block: BlockFactory = double_conv,
+    upsample: str = "transpose",
+) -> nn.Sequential:
+    """Decoder levels without a skip (up-sample, then a block), e.g. from stride 2 to 1."""
+    ins = [in_channels, *widths[:-1]]
+    return nn.Sequential(
+        *(
+            nn.Sequential(up_layer(i, o, s, upsample), block(o, o))
+            for i, o, s in zip(ins, widths, scales)
+        )
+    )
+
+
 class UNetDecoder(nn.Module):
     """Expanding path: at each level up-sample, concatenate the skip, apply a block.
 
     Args:
         encoder_channels: ``encoder.channels``.
         reductions: ``encoder.reductions``.
-        decoder_channels: Output channels per decoder level, deep to shallow (one fewer than
-            the encoder levels); by default the skip's channels, as in the paper.
+        decoder_channels: Output channels per decoder level, deep to shallow: one per skip
+            (one fewer than the encoder levels), plus one per skip-less level when
+            ``full_resolution`` adds them; by default the skip's channels, as in the paper
+            (halved again for each skip-less level).
         block: Factory ``(in, out) -> module`` for the level block.
         upsample: ``"transpose"`` (paper) or ``"bilinear"``.
+        full_resolution: When the shallowest encoder map is coarser than the input (timm
+            encoders start at stride 2 or 4), add skip-less levels (up-sample x2 and a block,
+            as smp does) until stride 1; otherwise stop at the shallowest skip and let the
+            model resize the logits. A no-op for the plain encoder (already at stride 1).
     """
 
     def __init__(
@@ -50,27 +86,37 @@ class UNetDecoder(nn.Module):
         decoder_channels: Sequence[int] | None = None,
         block: BlockFactory = double_conv,
         upsample: str = "transpose",
+        full_resolution: bool = False,
     ) -> None:
         super().__init__()
         skips = list(encoder_channels[:-1])[::-1]
-        outs = list(decoder_channels or skips)
-        if len(outs) != len(skips):
-            raise ValueError(f"decoder_channels needs {len(skips)} entries, got {len(outs)}.")
-        red = list(reductions)[::-1]
-        ins = [encoder_channels[-1], *outs[:-1]]
-        self.ups = nn.ModuleList(
-            up_layer(i, o, red[k] // red[k + 1], upsample)
-            for k, (i, o) in enumerate(zip(ins, outs))
+        tail = full_resolution_scales(reductions) if full_resolution else []
+        outs = list(
+            decoder_channels or [*skips, *(skips[-1] // 2 ** (k + 1) for k in range(len(tail)))]
         )
+        if len(outs) != len(skips) + len(tail):
+            extra = f" plus {len(tail)} skip-less level(s) to reach full resolution" if tail else ""
+            raise ValueError(
+                f"decoder_channels needs {len(skips) + len(tail)} entries (one per skip level"
+                f"{extra}), got {len(outs)}" + ("; or set full_resolution: false." if tail else ".")
+            )
+        red = list(reductions)[::-1]
+        scales = [red[k] // red[k + 1] for k in range(len(skips))] + tail
+        ins = [encoder_channels[-1], *outs[:-1]]
+        self.ups = nn.ModuleList(up_layer(i, o, s, upsample) for i, o, s in zip(ins, outs, scales))
+        skips += [0] * len(tail)
         self.blocks = nn.ModuleList(block(o + s, o) for o, s in zip(outs, skips))
         self.out_channels = outs[-1]
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        """Maps encoder features (shallow to deep) to ``(B, out_channels, H_0, W_0)``."""
-        x = feats[-1]
-        for up, block, skip in zip(self.ups, self.blocks, feats[-2::-1]):
-            x = resize_to(up(x), skip)
-            x = block(torch.cat([skip, x], dim=1))
+        """Maps encoder features (shallow to deep) to ``(B, out_channels, h, w)``: the
+        shallowest map's size, or about the input's with ``full_resolution``."""
+        x, skips = feats[-1], feats[-2::-1]
+        for k, (up, block) in enumerate(zip(self.ups, self.blocks)):
+            x = up(x)
+            if k < len(skips):
+                x = torch.cat([skips[k], resize_to(x, skips[k])], dim=1)
+            x = block(x)
         return x
 
 
@@ -83,6 +129,7 @@ class UNet(nn.Module):
         decoder_channels: See :class:`UNetDecoder`.
         block: Decoder level block factory.
         upsample: ``"transpose"`` or ``"bilinear"``.
+        full_resolution: Decode to stride 1 (see :class:`UNetDecoder`).
     """
 
     def __init__(
@@ -92,11 +139,12 @@ class UNet(nn.Module):
         decoder_channels: Sequence[int] | None = None,
         block: BlockFactory = double_conv,
         upsample: str = "transpose",
+        full_resolution: bool = False,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = UNetDecoder(
-            encoder.channels, encoder.reductions, decoder_channels, block, upsample
+            encoder.channels, encoder.reductions, decoder_channels, block, upsample, full_resolution
         )
         self.head = nn.Conv2d(self.decoder.out_channels, num_classes, 1)
 
@@ -105,9 +153,17 @@ class UNet(nn.Module):
         return resize_to(self.head(self.decoder(self.encoder(x))), x)
 
 
-def timm_decoder_channels(encoder: Encoder, base: int = 16) -> list[int] | None:
-    """Default decoder widths for a timm encoder (smp's 256-128-64-32-16 rule); None for plain."""
+def timm_decoder_channels(
+    encoder: Encoder, base: int = 16, full_resolution: bool = False
+) -> list[int]:
+    """Decoder widths for a timm encoder, smp's rule: ``base`` at the shallowest decoder level,
+    doubled at each deeper one.
+
+    With ``full_resolution`` the skip-less levels count too: 256-128-64-32-16 on a ResNet
+    (smp's default); without, 128-64-32-16 (the first round's default, stopping at stride 2).
+    """
     n = len(encoder.channels) - 1
+    n += len(full_resolution_scales(encoder.reductions)) if full_resolution else 0
     return [base * 2 ** (n - 1 - i) for i in range(n)]
 
 
@@ -140,7 +196,11 @@ UNET_FIDELITY = Fidelity(
 )
 
 
-@register("unet", fidelity=UNET_FIDELITY)
+#: The first round's U-Net family on timm encoders stopped at the shallowest skip (stride 2).
+HALF_RESOLUTION_LEGACY = {1: {"full_resolution": False}}
+
+
+@register("unet", legacy=HALF_RESOLUTION_LEGACY, fidelity=UNET_FIDELITY)
 def build_unet(
     num_classes: int,
     in_channels: int = 3,
@@ -152,14 +212,26 @@ def build_unet(
     decoder_channels: Sequence[int] | None = None,
     upsample: str = "transpose",
     norm: str | None = "bn",
+    full_resolution: bool = True,
 ) -> UNet:
-    """The original U-Net; with a timm encoder the decoder narrows 256 -> 16 like smp's."""
+    """The original U-Net; with a timm encoder the decoder narrows 256 -> 16 like smp's.
+
+    ``full_resolution`` (timm encoders) decodes on to stride 1 with skip-less levels, as smp
+    does (widths 256-128-64-32-16 on a ResNet); False stops at the shallowest skip (stride 2,
+    widths 128-64-32-16, logits resized: the first round's default).
+    """
     if encoder_name == "unet":
         enc = create_encoder(
-            "unet", in_channels, base_channels=base_channels, depth=depth, norm=norm
+            "unet",
+            in_channels,
+            output_stride,
+            weights,
+            base_channels=base_channels,
+            depth=depth,
+            norm=norm,
         )
     else:
         enc = create_encoder(encoder_name, in_channels, output_stride, weights)
-        decoder_channels = decoder_channels or timm_decoder_channels(enc)
+        decoder_channels = decoder_channels or timm_decoder_channels(enc, 16, full_resolution)
     block = lambda i, o: double_conv(i, o, norm=norm)  # noqa: E731
-    return UNet(enc, num_classes, decoder_channels, block, upsample)
+    return UNet(enc, num_classes, decoder_channels, block, upsample, full_resolution)

@@ -34,7 +34,13 @@ from seglab.models.encoders import Encoder, PlainEncoder
 from seglab.models.family_encoder import family_encoder, refuse_unset
 from seglab.models.output import ModelOutput
 from seglab.models.registry import Deviation, Fidelity, register
-from seglab.models.unet import BlockFactory, timm_decoder_channels, up_layer
+from seglab.models.unet import (
+    BlockFactory,
+    full_resolution_scales,
+    skipless_levels,
+    timm_decoder_channels,
+    up_layer,
+)
 
 MODES = ("last", "ensemble")
 ENSEMBLE_AVERAGES = ("sigmoid", "softmax", "logits")
@@ -90,6 +96,9 @@ class UNetPlusPlus(nn.Module):
         prune_level: Eval-time pruning level, see the module docstring.
         ensemble_average: ``"sigmoid"``, ``"softmax"`` or ``"logits"``: what ``"ensemble"``
             averages (see the module docstring).
+        full_resolution: Where the top row is coarser than the input (timm encoders: stride
+            2), one shared stack of skip-less levels takes every top-row node to stride 1
+            before its head; ``decoder_channels`` then ends with their widths.
     """
 
     def __init__(
@@ -103,13 +112,17 @@ class UNetPlusPlus(nn.Module):
         mode: str = "last",
         prune_level: int | None = None,
         ensemble_average: str = "softmax",
+        full_resolution: bool = False,
     ) -> None:
         super().__init__()
         chans, red = list(encoder.channels), list(encoder.reductions)
         self.depth = d = len(chans)
+        scales = full_resolution_scales(red) if full_resolution else []
         widths = list(decoder_channels)[::-1] if decoder_channels else chans[:-1]
-        if len(widths) != d - 1:
-            raise ValueError(f"decoder_channels needs {d - 1} entries, got {len(widths)}.")
+        if len(widths) != d - 1 + len(scales):
+            extra = f" plus {len(scales)} skip-less (full_resolution)" if scales else ""
+            raise ValueError(f"decoder_channels needs {d - 1}{extra} entries, got {len(widths)}.")
+        tail_widths, widths = widths[: len(scales)][::-1], widths[len(scales) :]
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
         if mode == "ensemble" and not deep_supervision:
@@ -128,9 +141,9 @@ class UNetPlusPlus(nn.Module):
                 self.ups[f"{i}_{j}"] = up_layer(below, widths[i], red[i + 1] // red[i], upsample)
                 self.nodes[f"{i}_{j}"] = block(chans[i] + j * widths[i], widths[i])
         head_cols = range(1, d) if deep_supervision else [d - 1]
-        self.heads = nn.ModuleDict(
-            {str(j): nn.Conv2d(widths[0], num_classes, 1) for j in head_cols}
-        )
+        self.tail = skipless_levels(widths[0], tail_widths, scales, block, upsample)
+        head_in = tail_widths[-1] if scales else widths[0]
+        self.heads = nn.ModuleDict({str(j): nn.Conv2d(head_in, num_classes, 1) for j in head_cols})
         self.prune_level = prune_level
 
     @property
@@ -165,7 +178,7 @@ class UNetPlusPlus(nn.Module):
             cols = range(1, last + 1)
         else:
             cols = [last]
-        outs = [resize_to(self.heads[str(j)](grid[0, j]), x) for j in cols]
+        outs = [resize_to(self.heads[str(j)](self.tail(grid[0, j])), x) for j in cols]
         if training_sides:
             return ModelOutput(logits=outs[-1], side=outs[:-1])
         return self.combine(outs)
@@ -213,7 +226,7 @@ UNETPLUSPLUS_FIDELITY = Fidelity(
 )
 
 
-@register("unetplusplus", fidelity=UNETPLUSPLUS_FIDELITY)
+@register("unetplusplus", legacy={1: {"full_resolution": False}}, fidelity=UNETPLUSPLUS_FIDELITY)
 def build_unetplusplus(
     num_classes: int,
     in_channels: int = 3,
@@ -229,6 +242,7 @@ def build_unetplusplus(
     mode: str = "last",
     prune_level: int | None = None,
     ensemble_average: str | None = None,
+    full_resolution: bool = True,
 ) -> UNetPlusPlus:
     """Builds UNet++.
 
@@ -241,7 +255,8 @@ def build_unetplusplus(
         base_channels: First-level width of the plain encoder (None: 32, the UNet++ paper's).
         depth: Plain-encoder levels (None: 5).
         decoder_channels: Row widths, deep to shallow; default: encoder widths (plain) or
-            128-64-32-16 (timm).
+            256-128-64-32-16 (timm: rows 256..32, then the skip-less level's 16; 128-64-32-16
+            without ``full_resolution``).
         upsample: ``"transpose"`` or ``"bilinear"``.
         norm: Normalisation name.
         deep_supervision: Heads on every top-row node.
@@ -250,6 +265,9 @@ def build_unetplusplus(
         ensemble_average: With ``mode="ensemble"``: ``"sigmoid"`` / ``"softmax"`` (average
             probabilities, the paper's; None picks sigmoid for one class, softmax otherwise) or
             ``"logits"``.
+        full_resolution: Take a timm encoder's top row (stride 2) on to stride 1 with a
+            skip-less level before the heads; False resizes the stride-2 logits (the first
+            round). The plain encoder's top row already is at stride 1.
     """
     if mode != "ensemble":
         refuse_unset(
@@ -270,7 +288,7 @@ def build_unetplusplus(
         norm=norm,
     )
     if encoder_name != "unet":
-        decoder_channels = decoder_channels or timm_decoder_channels(enc)
+        decoder_channels = decoder_channels or timm_decoder_channels(enc, 16, full_resolution)
     block = lambda i, o: double_conv(i, o, norm=norm)  # noqa: E731
     return UNetPlusPlus(
         enc,
@@ -282,4 +300,5 @@ def build_unetplusplus(
         mode,
         prune_level,
         average,
+        full_resolution,
     )
