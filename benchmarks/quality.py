@@ -161,7 +161,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     """The options; the defaults are ``make bench-quality``'s run."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(DATA), help="ISBI folder (train/images, train/masks).")
-    p.add_argument("--archs", nargs="+", default=list(SMP_CLASSES), choices=list(SMP_CLASSES))
+    p.add_argument("--archs", nargs="*", default=list(SMP_CLASSES), choices=list(SMP_CLASSES))
     p.add_argument(
         "--lightning-archs", nargs="*", default=["unet", "deeplabv3plus"], help="Product runs."
     )
@@ -180,7 +180,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--section", default="quality", help="Report section to (re)write.")
     p.add_argument("--jobs", type=int, default=1, help="Architectures run side by side.")
-    p.add_argument("--json", default=None, help="Also write the measurements here.")
+    p.add_argument("--json", default=None, help="Write the measurements here (no report).")
+    p.add_argument("--merge", nargs="+", default=None, help="Report from these --json files.")
     return p.parse_args(argv)
 
 
@@ -246,7 +247,11 @@ def main(argv: list[str] | None = None) -> None:
     given = sys.argv[1:] if argv is None else argv
     command = command_line("quality.py", given, target="bench-quality")
     args = parse(given)
-    if args.jobs > 1 and len(args.archs) > 1:
+    if args.merge:
+        from benchmarks.quality_jobs import merge_files
+
+        write(args, merge_files([Path(p) for p in args.merge]))
+    elif args.jobs > 1 and len(args.archs) > 1:
         from benchmarks.quality_jobs import run_jobs
 
         results = run_jobs(args, given, command)

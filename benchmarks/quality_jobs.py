@@ -36,7 +36,9 @@ def child_argv(given: list[str], arch: str, lightning: bool, out: Path) -> list[
     ]
 
 
-def merge(parts: list[dict[str, Any]], command: str, wall_s: float, jobs: int) -> dict[str, Any]:
+def merge(
+    parts: list[dict[str, Any]], command: str, wall_s: float, jobs: int | None
+) -> dict[str, Any]:
     """One result from the per-architecture ones (architectures in the parent's order)."""
     first = parts[0]
     loads = [p["load_end"] for p in parts if p["load_end"]]
@@ -52,6 +54,16 @@ def merge(parts: list[dict[str, Any]], command: str, wall_s: float, jobs: int) -
         "jobs": len(parts),
         "jobs_at_once": jobs,
     }
+
+
+def merge_files(paths: list[Path]) -> dict[str, Any]:
+    """One result from ``--json`` files of processes run side by side (``--merge``)."""
+    parts = [json.loads(p.read_text()) for p in paths]
+    command = " and ".join(p["command"] for p in parts)
+    res = merge(parts, command, max(p["wall_s"] for p in parts), None)
+    res["machine"]["code"] = "; ".join(dict.fromkeys(p["machine"].get("code", "") for p in parts))
+    res["args"]["lightning_archs"] = [a for p in parts for a in p["args"]["lightning_archs"]]
+    return res
 
 
 def run_jobs(args: argparse.Namespace, given: list[str], command: str, log=print) -> dict | None:

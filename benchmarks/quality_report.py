@@ -184,6 +184,8 @@ def jobs_text(res: dict[str, Any]) -> str:
     """How the run was split into processes, if it was."""
     if not res.get("jobs"):
         return ""
+    if res.get("jobs_at_once") is None:
+        return f" (the longest of {res['jobs']} processes run side by side, merged)"
     return f" ({res['jobs']} processes, one per architecture, {res['jobs_at_once']} at a time)"
 
 
