@@ -164,6 +164,36 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def centre_tap_init_(module: nn.Module) -> int:
+    """Zeroes the off-centre taps of every dilated convolution in ``module``, in place.
+
+    A dilated ``k x k`` convolution then starts as the ``1 x 1`` convolution of its centre
+    tap. Trained on crops whose feature map is smaller than the rate (an ASPP branch at rate
+    12 on the ``8 x 8`` map of a 128-pixel crop at stride 16), the off-centre taps only ever
+    read zero padding: they get no gradient and keep their initial values, and on a whole
+    image, where they read real features, random initial values add an input that no layer
+    was trained on (the BatchNorm after an atrous depthwise conv then sees up to ~10^5 times
+    its running variance). Zero, they stay zero: the branch computes on a whole image what it
+    computed on the crops. Where the crops are large enough the taps train as usual.
+
+    Args:
+        module: Any module; its convolutions with a dilation above 1 and a kernel above 1 change.
+
+    Returns:
+        How many convolutions were changed.
+    """
+    changed = 0
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d) and max(m.dilation) > 1 and max(m.kernel_size) > 1:
+            kh, kw = m.kernel_size
+            with torch.no_grad():
+                centre = m.weight[:, :, kh // 2, kw // 2].clone()
+                m.weight.zero_()
+                m.weight[:, :, kh // 2, kw // 2] = centre
+            changed += 1
+    return changed
+
+
 def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
     """Weights that make a ConvTranspose2d (groups=channels or diagonal) bilinear up-sampling."""
     factor = (kernel_size + 1) // 2

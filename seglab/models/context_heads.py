@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from seglab.models.blocks import ConvNormAct, resize_to
+from seglab.models.blocks import ConvNormAct, centre_tap_init_, resize_to
 from seglab.models.encoders import Encoder, create_encoder
 from seglab.models.output import ModelOutput
 
@@ -84,6 +84,7 @@ class ContextModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.head = head
+        centre_tap_init_(head)  # atrous taps that crops never reach stay 0 (size dependence)
         self.aux_head = aux_head
         self.aux_level = aux_level
         self._has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.modules())
