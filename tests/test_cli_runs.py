@@ -146,3 +146,30 @@ def test_help_lists_every_command_and_experiments_their_purpose(capsys):
         purpose = path.read_text().splitlines()[0].lstrip("# ").strip()
         assert purpose in listed[path.stem]
     assert yaml.safe_load((REPO / "experiments" / "default.yaml").read_text())
+
+
+def test_progress_log_lines_in_short_epochs_and_slow_validations(monkeypatch):
+    import io
+    from types import SimpleNamespace
+
+    import torch
+
+    from seglab.runs import progress
+
+    out = io.StringIO()  # not a terminal
+    log = progress.ProgressLog(stream=out)
+    trainer = SimpleNamespace(
+        is_global_zero=True, max_epochs=2, current_epoch=0, num_training_batches=6,
+        log_every_n_steps=50, optimizers=[], callback_metrics={}, sanity_checking=False,
+        num_val_batches=[3], num_sanity_val_batches=[2],
+    )  # fmt: skip
+    log.on_train_epoch_start(trainer, None)
+    for i in range(6):
+        log.on_train_batch_end(trainer, None, {"loss": torch.tensor(0.5)}, None, i)
+    steps = [ln for ln in out.getvalue().splitlines() if " step " in ln]
+    assert [ln.split(" step ")[1].split(" ")[0] for ln in steps] == ["1/6", "2/6", "3/6", "4/6",
+                                                                     "5/6", "6/6"]  # fmt: skip
+    monkeypatch.setattr(progress, "VAL_EVERY_S", 0.0)
+    log.on_validation_epoch_start(trainer, None)
+    log.on_validation_batch_end(trainer, None, None, None, 1)
+    assert out.getvalue().splitlines()[-1].startswith("[seglab] validation batch 2/3 | ")

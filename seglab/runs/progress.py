@@ -29,6 +29,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
 PREFIX = "[seglab]"
+VAL_EVERY_S = 60.0  # a validation slower than this prints where it is
 WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\)",  # torch 2.14 deprecation inside Lightning's _pytree
     r"The dirpath has changed from",  # a resume writes into its own run folder on purpose
@@ -121,7 +122,7 @@ class ProgressLog(Callback):
         self, every_n_steps: int | None = None, force: bool = False, stream: TextIO | None = None
     ) -> None:
         self.every_n_steps, self.force, self.stream = every_n_steps, force, stream
-        self.epoch_start = self.step_start = time.time()
+        self.epoch_start = self.step_start = self.val_start = self.val_said = time.time()
         self.steps_timed = 0
 
     def enabled(self, trainer: L.Trainer) -> bool:
@@ -167,7 +168,10 @@ class ProgressLog(Callback):
     ) -> None:
         self.steps_timed += 1
         every = self.every_n_steps
-        every = trainer.log_every_n_steps if every is None else every
+        if every is None:  # the trainer's, but at least four lines in a short epoch
+            total = trainer.num_training_batches
+            short = isinstance(total, int) and 0 < total < 4 * trainer.log_every_n_steps
+            every = max(1, total // 4) if short else trainer.log_every_n_steps
         if not every or (idx + 1) % every or not self.enabled(trainer):
             return
         per_step = (time.time() - self.step_start) / max(1, self.steps_timed)
@@ -182,6 +186,24 @@ class ProgressLog(Callback):
             parts.append(f"epoch eta {_seconds(per_step * (total - idx - 1))}")
         self.say(" | ".join(parts))
         self.step_start, self.steps_timed = time.time(), 0
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.val_start = self.val_said = time.time()
+
+    def on_validation_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        """A line at most every :data:`VAL_EVERY_S` seconds while a slow validation runs."""
+        now = time.time()
+        if now - self.val_said < VAL_EVERY_S or not self.enabled(trainer):
+            return
+        self.val_said = now
+        what = "sanity check" if trainer.sanity_checking else "validation"
+        total = trainer.num_sanity_val_batches if trainer.sanity_checking else None
+        total = (total or trainer.num_val_batches or ["?"])[dataloader_idx]
+        per = (now - self.val_start) / (idx + 1)
+        self.say(f"{what} batch {idx + 1}/{total} | {per:.1f} s/batch")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.enabled(trainer):
