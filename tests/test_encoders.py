@@ -43,6 +43,10 @@ def test_plain_encoder_levels():
     enc = PlainEncoder(in_channels=1, base_channels=64)
     assert enc.channels == [64, 128, 256, 512, 1024]
     assert enc.reductions == [1, 2, 4, 8, 16]
+    dilated = PlainEncoder(in_channels=1, base_channels=4, output_stride=8)
+    assert dilated.reductions == [1, 2, 4, 8, 8]
+    with pytest.raises(ValueError, match="output_stride must be 8, 16 or 32"):
+        PlainEncoder(output_stride=4)
 
 
 def test_unknown_encoder_lists_close_names():
@@ -50,8 +54,9 @@ def test_unknown_encoder_lists_close_names():
         create_encoder("resnet_18")
 
 
-def test_hub_weights_offline_say_how_to_pass_a_file(monkeypatch):
+def test_hub_weights_offline_say_how_to_pass_a_file(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
     with pytest.raises(RuntimeError, match="weights=/path/to"):
         create_encoder("resnet18", weights="imagenet")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -11,6 +12,8 @@ from torch.utils.data import DataLoader, Sampler, WeightedRandomSampler
 
 from seglab.data.datasets.base import SegDataset, get_dataset_class
 from seglab.data.transforms import build_transforms
+
+log = logging.getLogger(__name__)
 
 
 def _worker_init(_: int) -> None:
@@ -78,7 +81,8 @@ class SegDataModule(L.LightningDataModule):
         num_workers: Loader workers; None picks ``min(4, cpus - 1)``.
         train_transforms: Albumentations list for training (see ``seglab.data.transforms``).
         val_transforms: Albumentations list for evaluation.
-        mean: Per-channel mean after scaling to [0, 1]; None skips normalisation.
+        mean: Per-channel mean after scaling to [0, 1]; None: the pretrained encoder's
+            (timm ``pretrained_cfg``) when it has weights, else no normalisation.
         std: Per-channel standard deviation.
         drop_last: Drop the last incomplete training batch (a batch of 1 breaks BatchNorm).
         weight_map: ``{w0, sigma}`` to add the U-Net weight map as ``batch["weight"]``.
@@ -119,8 +123,9 @@ class SegDataModule(L.LightningDataModule):
         """Builds the reader for one split with the matching transforms."""
         h = self.hparams
         kwargs = dict(h.dataset_kwargs or {})
-        if h.mean is not None:
-            kwargs |= {"mean": h.mean, "std": h.std}
+        mean, std = self.normalisation()
+        if mean is not None:
+            kwargs |= {"mean": mean, "std": std}
         ds = self.reader(
             root=root or h.root,
             split=split,
@@ -132,6 +137,24 @@ class SegDataModule(L.LightningDataModule):
                 f"Split {split!r} of dataset {h.dataset!r} at {root or h.root} is empty."
             )
         return ds
+
+    def normalisation(self) -> tuple[list[float] | None, list[float] | None]:
+        """The experiment's mean/std, else a pretrained encoder's; a mismatch is logged once."""
+        h = self.hparams
+        module = getattr(getattr(self, "trainer", None), "lightning_module", None)
+        encoder = getattr(getattr(module, "model", None), "encoder", None)
+        norm = getattr(encoder, "pretrained_norm", None)
+        if norm is not None and not getattr(self, "_norm_logged", False):
+            self._norm_logged = True
+            if h.mean is None:
+                log.warning("Normalisation follows the encoder's weights: mean %s, std %s", *norm)
+            elif [list(map(float, v)) for v in (h.mean, h.std)] != [list(v) for v in norm]:
+                log.warning(
+                    "data.mean/std %s/%s differ from the encoder weights' %s/%s; the "
+                    "experiment's are used (drop them to follow the weights).",
+                    h.mean, h.std, *norm,
+                )  # fmt: skip
+        return (h.mean, h.std) if h.mean is not None or norm is None else norm
 
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams

@@ -18,28 +18,12 @@ from seglab.data.io import load_checkpoint_file
 from seglab.losses import SegLoss
 from seglab.metrics.segmentation import SegMetrics, decide
 from seglab.models import ModelOutput, create_model, main_logits
+from seglab.models.pretrained import architecture_only
 from seglab.models.registry import DEFAULTS_VERSION
 from seglab.tasks.checkpoint import find_task_class
+from seglab.tasks.finetune import FineTuning
 from seglab.tasks.optim import build_optimizer
-
-TASKS = ("binary", "multiclass", "multilabel")
-
-
-def check_task(task: str, num_classes: int) -> None:
-    """Refuses task / class-count combinations that silently train nothing."""
-    if task not in TASKS:
-        raise ValueError(f"model.task must be one of {TASKS}, got {task!r}.")
-    if task == "multiclass" and num_classes == 1:
-        raise ValueError(
-            "num_classes=1 with task='multiclass' trains a constant (softmax over one channel). "
-            "For one foreground class use task: binary with num_classes: 1 (sigmoid), or "
-            "task: multiclass with num_classes: 2 (background + foreground)."
-        )
-    if task == "binary" and num_classes != 1:
-        raise ValueError(
-            f"task='binary' means one sigmoid channel, but num_classes={num_classes}. "
-            "Set num_classes: 1, or use task: multiclass for several exclusive classes."
-        )
+from seglab.tasks.options import TASKS, check_finetune, check_task  # noqa: F401 (old path)
 
 
 class SegmentationTask(L.LightningModule):
@@ -66,6 +50,9 @@ class SegmentationTask(L.LightningModule):
         scheduler: ``poly`` (DeepLab, power ``poly_power``), ``cosine`` or ``constant``.
         warmup_epochs: Linear warm-up length in epochs (fractions allowed).
         poly_power: Exponent of the poly schedule.
+        encoder_lr_mult: Encoder learning rate as a multiple of ``lr`` (0.1 to fine-tune).
+        freeze_encoder_epochs: Epochs at the start with the encoder frozen (lr 0, no grads).
+        freeze_bn: Keep the encoder's BatchNorm statistics fixed (for small batches).
         channels_last: Use the channels-last memory format.
         volumetric: Reassemble CT slices into volumes at validation/test and log per-case Dice,
             pooled Dice and HD95 (needs ``ct_slices`` data).
@@ -97,6 +84,9 @@ class SegmentationTask(L.LightningModule):
         scheduler: str = "poly",
         warmup_epochs: float = 0.0,
         poly_power: float = 0.9,
+        encoder_lr_mult: float = 1.0,
+        freeze_encoder_epochs: float = 0,
+        freeze_bn: bool = False,
         channels_last: bool = False,
         volumetric: bool = False,
         lcc: bool = True,
@@ -105,6 +95,7 @@ class SegmentationTask(L.LightningModule):
     ) -> None:
         super().__init__()
         check_task(task, num_classes)
+        check_finetune(encoder_lr_mult, freeze_encoder_epochs)
         scored = 2 if task == "binary" else num_classes
         if class_names is not None and len(class_names) != scored:
             raise ValueError(
@@ -137,7 +128,8 @@ class SegmentationTask(L.LightningModule):
             if "defaults_version" not in hparams:  # written before the key: first-round nets
                 kwargs.setdefault("defaults_version", 1)
         kwargs.setdefault("weights_only", True)
-        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        with architecture_only():  # the checkpoint holds the weights: no pretrained file needed
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     # ----------------------------------------------------------------- configuration hooks
     @property
@@ -288,3 +280,8 @@ class SegmentationTask(L.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, self.trainer.max_epochs or 1)
         return build_optimizer(self.named_parameters(), self.hparams, total, epochs)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """Encoder freezing, frozen BatchNorm and the weights record (``seglab.tasks.finetune``)."""
+        h = self.hparams
+        return [FineTuning(h.get("freeze_encoder_epochs", 0), h.get("freeze_bn", False))]
