@@ -37,6 +37,7 @@ WARNINGS = (
 LOG_LINES = (
     re.compile(r"^.*Tip: For seamless cloud logging.*$", re.M),  # Lightning's LitLogger tip
     re.compile(r"^\s*0\s+Total Flops\s*$\n?", re.M),  # summary without example input
+    re.compile(r"^Trainer already configured with model summary callbacks.*$", re.M),  # ours
 )
 
 
@@ -68,6 +69,7 @@ def quiet_known_noise() -> None:
         "lightning.pytorch.utilities.rank_zero",
         "lightning.pytorch.callbacks.model_summary",
         "lightning.pytorch.callbacks.rich_model_summary",
+        "lightning.pytorch.trainer.connectors.callback_connector",
     ):
         logging.getLogger(name).addFilter(_DropLines())
     _QUIET = True
