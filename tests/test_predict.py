@@ -11,11 +11,26 @@ from PIL import Image
 
 from seglab.cli import run_cli
 from seglab.data.ct.volumes import to_zyx
+from seglab.data.io import load_checkpoint_file
 from seglab.tasks import SegmentationTask
 from tests.conftest import write_folder_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+def scrambled(ckpt: Path) -> Path:
+    """A copy of the checkpoint with a random 1x1 head and no head bias: a tiny model after a
+    step or two predicts one label everywhere (its bias wins), which would hide a misplaced
+    or flipped mask."""
+    data = load_checkpoint_file(ckpt)
+    sd = data["state_dict"]
+    head = [k for k, v in sd.items() if v.ndim == 4][-1]  # the last convolution
+    sd[head] = torch.randn(sd[head].shape, generator=torch.Generator().manual_seed(0))
+    sd[head.replace("weight", "bias")].zero_()
+    out = ckpt.with_name("scrambled.ckpt")
+    torch.save(data, out)
+    return out
 
 
 def test_predict_writes_a_mask_per_image(tmp_path, monkeypatch):
@@ -37,7 +52,7 @@ def test_predict_writes_a_mask_per_image(tmp_path, monkeypatch):
             *tiny,
         ]
     )
-    ckpt = fit.run_dir / "checkpoints" / "last.ckpt"
+    ckpt = scrambled(fit.run_dir / "checkpoints" / "last.ckpt")
     images = write_folder_dataset(tmp_path / "new", n=3, size=(37, 45)) / "images"
     pred = run_cli(
         [
@@ -60,6 +75,7 @@ def test_predict_writes_a_mask_per_image(tmp_path, monkeypatch):
             expected = task(x).argmax(1)[0].numpy()
         written = np.asarray(Image.open(mask))
         assert written.shape == (37, 45)
+        assert len(np.unique(expected)) > 1  # a mask with structure: a flip would show
         assert (written == expected).mean() > 0.999, mask.name  # float ties aside
 
 
@@ -78,7 +94,7 @@ def test_predict_ct_volumes_keep_the_affine(tmp_path, monkeypatch):
             "--data.num_workers=0", *small,
         ]
     )  # fmt: skip
-    ckpt = fit.run_dir / "checkpoints" / "last.ckpt"
+    ckpt = scrambled(fit.run_dir / "checkpoints" / "last.ckpt")
     folder = tmp_path / "new_ct"
     folder.mkdir()
     affine = np.diag([-0.7, 0.8, 2.5, 1.0])
@@ -107,3 +123,4 @@ def test_predict_ct_volumes_keep_the_affine(tmp_path, monkeypatch):
         with torch.no_grad():
             expected = (task(item["image"][None])[0, 0] > 0).numpy()
         assert np.array_equal(written[int(item["meta"]["z"])], expected), i
+    assert 0 < written.mean() < 1  # both labels occur

@@ -190,7 +190,8 @@ def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[int, 
     except subprocess.TimeoutExpired:
         return 124, "timed out"
     lines = (proc.stdout + proc.stderr).strip().splitlines()
-    return proc.returncode, "\n".join(lines[-3:])
+    failed = [line.split(" - ")[0] for line in lines if line.startswith(("FAILED ", "ERROR "))]
+    return proc.returncode, "\n".join(failed[:1] + lines[-1:])
 
 
 def check_import(copy: Path) -> None:
@@ -235,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="seglab-mutate-"))
     copy = tmp / "main"
     killed, survived, errors = [], [], []
+    began = time.monotonic()
     try:
         copy_tree(copy)
         check_import(copy)
@@ -257,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                 (copy / m.file).write_text(original)
             verdict = "killed" if code != 0 else "SURVIVED"
             (killed if code != 0 else survived).append(m.name)
-            last = tail.splitlines()[-1] if tail else ""
-            print(f"{verdict:8s} {m.name:28s} {time.monotonic() - start:5.1f} s  {last}")
+            shown = " | ".join(tail.splitlines())
+            print(f"{verdict:8s} {m.name:28s} {time.monotonic() - start:5.1f} s  {shown}")
     except KeyboardInterrupt:
         print("interrupted; the checkout was never modified")
         return 130
@@ -267,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     total = len(killed) + len(survived)
     print(f"kill rate: {len(killed)}/{total} mutants killed", end="")
     print(f"; survived: {survived}" if survived else "", end="")
-    print(f"; {len(errors)} not applied: {errors}" if errors else "")
+    print(f"; {len(errors)} not applied: {errors}" if errors else "", end="")
+    print(f" ({time.monotonic() - began:.0f} s)")
     return 0 if not survived and not errors else 1
 
 
