@@ -109,3 +109,30 @@ def test_sliding_window_at_predict_for_a_unet(trained, tmp_path):
     tiled = sliding_window(model, x, window=(16, 16), overlap=0.5).argmax(1)[0].numpy()
     np.testing.assert_array_equal(np.asarray(Image.open(out / "masks" / "tall.png")), tiled)
     assert json.loads((trained.parents[1] / "summary.json").read_text())["epochs"] == 1
+
+
+@pytest.mark.parametrize("cls_name", ["SegmentationTask", "UNetFamilyTask", "ContextTask"])
+def test_tta_and_sliding_window_for_every_family(cls_name):
+    import seglab.tasks as tasks
+    from seglab.models.inference import predict_tta
+
+    kwargs = {
+        "model": "unet",
+        "encoder_name": "unet",
+        "model_kwargs": {"base_channels": 4, "depth": 3},
+    }
+    if cls_name == "ContextTask":
+        kwargs = {"model": "fcn32s", "encoder_name": "resnet18", "model_kwargs": {"fc_channels": 8}}
+    cls = getattr(tasks, cls_name)
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 40, 36)
+    task = cls(**kwargs, tta={"scales": [0.75, 1.0], "flip": True}).eval()
+    expected = predict_tta(task.model, x, scales=(0.75, 1.0), flip=True)
+    torch.testing.assert_close(task.predict_logits(x), expected)
+    assert not torch.allclose(expected, task.model(x))  # the option changed the logits
+    tiled = cls(**kwargs, sliding_window={"window": [16, 16], "overlap": 0.5}).eval()
+    tiled.load_state_dict(task.state_dict())
+    ref = sliding_window(task.model, x, window=(16, 16), overlap=0.5)
+    torch.testing.assert_close(tiled.predict_logits(x), ref)
+    with pytest.raises(ValueError, match="Unknown sliding_window key"):
+        cls(**kwargs, sliding_window={"window": [16, 16], "stride": 8})

@@ -18,6 +18,7 @@ from seglab.data.io import load_checkpoint_file
 from seglab.losses import SegLoss
 from seglab.metrics.segmentation import SegMetrics, decide
 from seglab.models import ModelOutput, create_model, main_logits
+from seglab.models.inference import check_inference_options, infer
 from seglab.models.pretrained import architecture_only
 from seglab.models.registry import DEFAULTS_VERSION
 from seglab.tasks.checkpoint import find_task_class
@@ -58,6 +59,9 @@ class SegmentationTask(L.LightningModule):
             pooled Dice and HD95 (needs ``ct_slices`` data).
         lcc: With ``volumetric``, also score the largest-connected-component liver.
         volume_classes: Label classes of the volumes (2 liver, 3 liver and tumour).
+        tta: ``{scales: [0.75, 1.0, 1.25], flip: true}``: test-time augmentation at validate,
+            test and predict (logits averaged), or None.
+        sliding_window: ``{window: [512, 512], overlap: 0.5}``: tiled inference, or None.
         defaults_version: Version of the architectures' defaults the model is built with
             (``seglab.models.registry.DEFAULTS_VERSION``); checkpoints written before it existed
             load as version 1, the first round's networks.
@@ -91,11 +95,14 @@ class SegmentationTask(L.LightningModule):
         volumetric: bool = False,
         lcc: bool = True,
         volume_classes: int = 2,
+        tta: dict[str, Any] | None = None,
+        sliding_window: dict[str, Any] | None = None,
         defaults_version: int = DEFAULTS_VERSION,
     ) -> None:
         super().__init__()
         check_task(task, num_classes)
         check_finetune(encoder_lr_mult, freeze_encoder_epochs)
+        check_inference_options(tta, sliding_window)
         scored = 2 if task == "binary" else num_classes
         if class_names is not None and len(class_names) != scored:
             raise ValueError(
@@ -206,7 +213,10 @@ class SegmentationTask(L.LightningModule):
         return loss, {f"loss/{k}": v for k, v in parts.items()}
 
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Evaluation-time logits ``(B, C, H, W)``; families add TTA or sliding windows here."""
+        """Evaluation-time logits ``(B, C, H, W)``, with the ``tta`` / ``sliding_window`` options"""
+        h = self.hparams
+        if not self.training and (h.get("tta") or h.get("sliding_window")):
+            return infer(self.model, x, h.get("tta"), h.get("sliding_window"))
         return main_logits(self(x))
 
     def extra_eval(self, stage: str, logits: torch.Tensor, batch: dict[str, Any]) -> None:

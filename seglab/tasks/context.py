@@ -1,4 +1,8 @@
-"""Context-model task (FCN, DeepLab, PSPNet, DenseASPP): auxiliary loss, TTA, sliding window."""
+"""Context-model task (FCN, DeepLab, PSPNet, DenseASPP): the auxiliary loss.
+
+TTA and sliding-window inference (``tta``, ``sliding_window``) are options of every task
+(:class:`seglab.tasks.base.SegmentationTask`); the context experiments set them.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +11,21 @@ from typing import Any
 import torch
 
 from seglab.models import ModelOutput
-from seglab.models.inference import infer
 from seglab.tasks.base import SegmentationTask
 
 
 class ContextTask(SegmentationTask):
-    """SegmentationTask with PSPNet's auxiliary loss and evaluation-time TTA / tiling.
+    """SegmentationTask with PSPNet's auxiliary loss.
 
     Args:
         aux_weight: Weight of the auxiliary head's loss (0.4 in PSPNet).
-        tta: ``{"scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75], "flip": true}`` for multi-scale
-            and flip test-time augmentation at validate/test/predict, or None.
-        sliding_window: ``{"window": [512, 512], "overlap": 0.33}`` to tile images larger than
-            the training crop, or None.
-        **kwargs: See :class:`SegmentationTask`.
+        **kwargs: See :class:`SegmentationTask` (``tta``, ``sliding_window``, ...).
     """
 
     def __init__(
         self,
         *args: Any,
         aux_weight: float = 0.4,
-        tta: dict[str, Any] | None = None,
-        sliding_window: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -42,9 +39,3 @@ class ContextTask(SegmentationTask):
             parts["loss/aux"] = aux
             loss = loss + self.hparams.aux_weight * aux
         return loss, parts
-
-    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.hparams
-        if not self.training and (h.tta or h.sliding_window):
-            return infer(self.model, x, h.tta, h.sliding_window)
-        return super().predict_logits(x)
