@@ -213,7 +213,7 @@ class SegmentationTask(L.LightningModule):
         return loss, {f"loss/{k}": v for k, v in parts.items()}
 
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Evaluation-time logits ``(B, C, H, W)``, with the ``tta`` / ``sliding_window`` options"""
+        """Evaluation logits ``(B, C, H, W)``, with the ``tta`` / ``sliding_window`` options."""
         h = self.hparams
         if not self.training and (h.get("tta") or h.get("sliding_window")):
             return infer(self.model, x, h.get("tta"), h.get("sliding_window"))
