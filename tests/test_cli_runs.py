@@ -173,3 +173,16 @@ def test_progress_log_lines_in_short_epochs_and_slow_validations(monkeypatch):
     log.on_validation_epoch_start(trainer, None)
     log.on_validation_batch_end(trainer, None, None, None, 1)
     assert out.getvalue().splitlines()[-1].startswith("[seglab] validation batch 2/3 | ")
+
+
+def test_validate_from_a_checkpoint_takes_tta_and_sliding_window(run, tmp_path):
+    ckpt = run / "checkpoints" / "last.ckpt"
+    cli = run_cli(
+        ["validate", "--config", DEFAULT, f"--ckpt_path={ckpt}", *tiny_args(8)[:3],
+         "--model.init_args.tta={flip: true}",
+         "--model.init_args.sliding_window={window: [16, 16], overlap: 0.5}",
+         "--trainer.enable_progress_bar=false"],
+        output=str(tmp_path / "val"),
+    )  # fmt: skip
+    assert cli.model.hparams.tta == {"flip": True}
+    assert cli.model.hparams.sliding_window == {"window": [16, 16], "overlap": 0.5}

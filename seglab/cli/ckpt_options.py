@@ -42,6 +42,8 @@ LOSS_OPTIONS = frozenset(
         "lcc",
         "volume_classes",
         "channels_last",
+        "tta",  # inference options of every task: validate/test/predict may set them
+        "sliding_window",
     }
 )
 #: Options of the optimiser and schedule: safe except on a resume of the full training state.
@@ -125,6 +127,7 @@ def reconcile(
         )
     resume = subcommand == "fit" and not finetune
     safe = LOSS_OPTIONS if resume else TRAINING_OPTIONS
+    hparams = {"tta": None, "sliding_window": None} | dict(hparams)  # older checkpoints lack them
     out, followed = dict(hparams), []
     for key, value in config.items():
         if key not in hparams or value == hparams[key]:
