@@ -37,10 +37,11 @@ pytestmark = pytest.mark.skipif(
 
 
 def run_seglab(args: list[str], root: Path) -> Path:
-    """Runs ``python -m seglab`` in a fresh process; returns the run folder it made."""
+    """Runs ``python -m seglab`` in a fresh process; returns the folder it wrote metrics to
+    (a training run's folder, or the per-invocation folder of a validate inside it)."""
     env = {k: v for k, v in os.environ.items() if k != "SEGLAB_RUN_DIR"}
     env |= {"OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
-    before = set(root.glob("*/*")) if root.exists() else set()
+    before = set(root.rglob("metrics.csv")) if root.exists() else set()
     proc = subprocess.run(
         [sys.executable, "-m", "seglab", *args, f"--run.root={root}"],
         cwd=REPO,
@@ -50,8 +51,8 @@ def run_seglab(args: list[str], root: Path) -> Path:
         timeout=240,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (run,) = set(root.glob("*/*")) - before
-    return run
+    (metrics,) = set(root.rglob("metrics.csv")) - before
+    return metrics.parent
 
 
 def val_metrics(run: Path) -> dict[int, dict[str, float]]:

@@ -300,6 +300,7 @@ def test_num_classes_disagreement_stops_fit_before_training(tmp_path, monkeypatc
         f"--run.root={tmp_path}",
         "--model.init_args.model_kwargs={base_channels: 4, depth: 3}",
         "--model.init_args.num_classes=3",
+        "--model.init_args.class_names=null",  # the experiment names 5 classes
         "--data.dataset_kwargs={size: 32, num_samples: 8}",
         "--data.num_workers=0",
         "--trainer.max_epochs=1",
