@@ -246,7 +246,7 @@ def render_models(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[
         "allocator events; activation MB = a training-mode forward pass and loss alone.\n"
     )
     L.append(
-        "| Architecture | Params seglab / smp | Step s seglab / smp | Time ratio | "
+        "| Architecture | Params (M) seglab / smp | Step s seglab / smp | Time ratio | "
         "Encoder time ratio | Rest time ratio | Encoder share of the step seglab / smp | "
         "Train GFLOPs seglab / smp | FLOP ratio | Peak MB seglab / smp | "
         "Activation MB seglab / smp | Activation ratio |"

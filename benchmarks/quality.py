@@ -165,7 +165,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--lightning-archs", nargs="*", default=["unet", "deeplabv3plus"], help="Product runs."
     )
-    p.add_argument("--seeds", type=int, default=3, help="Seeds 0..N-1 per architecture.")
+    p.add_argument("--seeds", type=int, default=3, help="Seeds per architecture.")
+    p.add_argument("--first-seed", type=int, default=0, help="Seeds first..first+N-1.")
     p.add_argument("--steps", type=int, default=60, help="Optimiser steps per run.")
     p.add_argument("--batch", type=int, default=2, help="Crops per step.")
     p.add_argument("--crop", type=int, default=128, help="Training crop = evaluation tile.")
@@ -201,7 +202,7 @@ def run(args: argparse.Namespace, command: str, log=print) -> dict[str, Any] | N
     plain, flops = [], {}
     for arch in args.archs:
         flops[arch] = step_gflops(arch, args)
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             r = train_plain(arch, seed, split, args)
             plain.append(r)
             sc = r["scores"]

@@ -103,7 +103,7 @@ def bench_lightning(
 
     rows = []
     for arch in args.lightning_archs:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             runs: dict[str, Any] = {}
             order = ("lightning", "smp") if seed % 2 == 0 else ("smp", "lightning")
             for side in order:
