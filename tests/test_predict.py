@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from seglab.cli import run_cli
+from seglab.cli import main, run_cli
 from seglab.data.ct.volumes import to_zyx
 from seglab.data.io import load_checkpoint_file
 from seglab.tasks import SegmentationTask
@@ -112,6 +112,12 @@ def test_predict_ct_volumes_keep_the_affine(tmp_path, monkeypatch):
     assert out.shape == vol.shape
     np.testing.assert_allclose(out.affine, affine)
     assert set(np.unique(np.asarray(out.dataobj))) <= {0, 1}
+    # The checkpoint alone (no config): the same volume, from the checkpoint's CT settings.
+    lean = tmp_path / "lean"
+    main(["predict", "--ckpt_path", str(ckpt), str(folder), "--output", str(lean)])
+    again = nib.load(lean / "masks" / "patient_a.nii.gz")
+    np.testing.assert_allclose(again.affine, affine)
+    np.testing.assert_array_equal(np.asarray(again.dataobj), np.asarray(out.dataobj))
     # slice by slice (the 32 x 32 grid is the slice size: no resampling), the written labels
     # are the checkpoint's own decisions on the slices of the predict split
     task = SegmentationTask.load_from_checkpoint(ckpt).eval()
