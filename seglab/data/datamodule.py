@@ -213,6 +213,13 @@ class SegDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         h = self.hparams
+        n = len(self.datasets["train"])
+        if h.drop_last and n < h.batch_size:
+            raise ValueError(
+                f"data.batch_size={h.batch_size} is larger than the training split ({n} "
+                "items): with data.drop_last: true (the default, so that BatchNorm never trains "
+                "on a batch of 1) no batch is left. Lower data.batch_size or add data."
+            )
         return self._loader("train", True, h.batch_size, h.drop_last)
 
     def val_dataloader(self) -> DataLoader:
@@ -226,10 +233,3 @@ class SegDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         h = self.hparams
         return self._loader("predict", False, h.val_batch_size or h.batch_size, False)
-        n = len(self.datasets["train"])
-        if h.drop_last and n < h.batch_size:
-            raise ValueError(
-                f"data.batch_size={h.batch_size} is larger than the training split ({n} "
-                "items): with data.drop_last: true (the default, so that BatchNorm never trains "
-                "on a batch of 1) no batch is left. Lower data.batch_size or add data."
-            )
