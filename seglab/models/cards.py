@@ -105,6 +105,9 @@ def model_card(
 
     row: dict[str, Any] = {"name": name, "paper": PAPERS.get(name, name)}
     row["encoder"] = model_kwargs.get("encoder_name", default_encoder(name))
+    from seglab.models.encoders import offline_weights
+
+    row["offline_weights"] = offline_weights(row["encoder"])  # weights: imagenet with no network
     for device in ("meta", "cpu"):
         try:
             with torch.device(device):
@@ -154,6 +157,13 @@ def to_markdown(rows: list[dict[str, Any]], size: int, num_classes: int) -> str:
             f"| `{r['name']}` | {r['paper']} | {encoder} | {_millions(r['params'])} | "
             f"{r['reference_shown']} | {r['gflops']:.1f} |"
         )
+    from seglab.models.encoders import offline_weights
+    from seglab.models.pretrained import PACKAGED
+
+    found = {r["encoder"]: r["offline_weights"] for r in rows if r["offline_weights"]}
+    found |= {n: s for n in PACKAGED if (s := offline_weights(n))}
+    listed = ", ".join(f"`{n}` ({s})" for n, s in sorted(found.items())) or "none"
+    lines += ["", f"Encoders with ImageNet weights offline on this machine: {listed}."]
     sources = [f"`{r['name']}`: {r['reference_source']}" for r in rows if r["reference_source"]]
     if sources:
         lines += ["", "Reference sources: " + "; ".join(sources) + "."]
