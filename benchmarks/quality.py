@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.merge:
         from benchmarks.quality_jobs import merge_files
 
-        write(args, merge_files([Path(p) for p in args.merge]))
+        write(args, merge_files([Path(p) for p in args.merge], command))
     elif args.jobs > 1 and len(args.archs) > 1:
         from benchmarks.quality_jobs import run_jobs
 

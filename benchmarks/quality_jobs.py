@@ -42,9 +42,10 @@ def merge(
     """One result from the per-architecture ones (architectures in the parent's order)."""
     first = parts[0]
     loads = [p["load_end"] for p in parts if p["load_end"]]
+    archs = list(dict.fromkeys(a for p in parts for a in p["args"]["archs"]))
     return {
         **first,
-        "args": {**first["args"], "archs": [a for p in parts for a in p["args"]["archs"]]},
+        "args": {**first["args"], "archs": archs},
         "load_end": max(loads, key=max) if loads else None,
         "wall_s": wall_s,
         "command": command,
@@ -56,13 +57,14 @@ def merge(
     }
 
 
-def merge_files(paths: list[Path]) -> dict[str, Any]:
+def merge_files(paths: list[Path], merge_command: str) -> dict[str, Any]:
     """One result from ``--json`` files of processes run side by side (``--merge``)."""
     parts = [json.loads(p.read_text()) for p in paths]
-    command = " and ".join(p["command"] for p in parts)
+    command = " and ".join(p["command"] for p in parts) + f", merged by {merge_command}"
     res = merge(parts, command, max(p["wall_s"] for p in parts), None)
     res["machine"]["code"] = "; ".join(dict.fromkeys(p["machine"].get("code", "") for p in parts))
-    res["args"]["lightning_archs"] = [a for p in parts for a in p["args"]["lightning_archs"]]
+    lightning = (a for p in parts for a in p["args"]["lightning_archs"])
+    res["args"]["lightning_archs"] = list(dict.fromkeys(lightning))
     return res
 
 
