@@ -15,6 +15,7 @@ from torch import nn
 from seglab.models.blocks import ConvNormAct, centre_tap_init_, resize_to
 from seglab.models.encoders import Encoder, create_encoder
 from seglab.models.output import ModelOutput
+from seglab.models.registry import Deviation
 
 #: The fix for a batch of 1 at a BatchNorm after global pooling (``pool_norm`` option).
 POOL_NORM_FIX = (
@@ -63,6 +64,17 @@ class AuxHead(nn.Module):
         return self.classifier(self.drop(self.block(x)))
 
 
+ATROUS_INITS = ("centre", "random")
+#: The deviation every head with atrous convolutions shares (``seglab models --fidelity``).
+ATROUS_DEVIATION = Deviation(
+    "dilated convolutions of the head start with only their centre tap (off-centre taps 0)",
+    "atrous_init=random (the paper's initialisation)",
+    "on training crops whose deepest map is smaller than a rate, the off-centre taps read only "
+    "padding, get no gradient and keep random values that the BatchNorms never saw; on a whole "
+    "image they then inject noise that collapses whole-image predictions (issue 15)",
+)
+
+
 class ContextModel(nn.Module):
     """Encoder, a head on the feature list, optional auxiliary head on one level.
 
@@ -72,6 +84,10 @@ class ContextModel(nn.Module):
         aux_head: Module mapping one feature map to class scores, or None.
         aux_level: Index into the feature list supervised by ``aux_head`` (-2: the stage before
             the last, ResNet's layer3).
+        atrous_init: ``"centre"`` (seglab's default) starts every dilated convolution of the
+            head with its off-centre taps at 0, so taps that training crops never reach stay 0
+            and a crop-trained model scores a whole image as its tiles; ``"random"`` keeps
+            PyTorch's initialisation of all taps (the papers').
     """
 
     def __init__(
@@ -80,11 +96,15 @@ class ContextModel(nn.Module):
         head: nn.Module,
         aux_head: nn.Module | None = None,
         aux_level: int = -2,
+        atrous_init: str = "centre",
     ) -> None:
         super().__init__()
+        if atrous_init not in ATROUS_INITS:
+            raise ValueError(f"atrous_init must be one of {ATROUS_INITS}, got {atrous_init!r}.")
         self.encoder = encoder
         self.head = head
-        centre_tap_init_(head)  # atrous taps that crops never reach stay 0 (size dependence)
+        if atrous_init == "centre":
+            centre_tap_init_(head)  # atrous taps that crops never reach stay 0 (size dependence)
         self.aux_head = aux_head
         self.aux_level = aux_level
         self._has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.modules())

@@ -29,7 +29,8 @@ from seglab.models.context_heads import (
     make_aux_head,
     scale_rates,
 )
-from seglab.models.registry import Deviation, Fidelity, register
+from seglab.models.deeplab_fidelity import FIDELITY_V2, FIDELITY_V3, FIDELITY_V3PLUS
+from seglab.models.registry import register
 
 
 class DeepLabV2Head(nn.Module):
@@ -135,67 +136,6 @@ class DeepLabV3PlusHead(nn.Module):
         return self.classifier(self.fuse(torch.cat([x, low], dim=1)))
 
 
-_POOL_NORM = Deviation(
-    "BatchNorm in the image-pooling branch (the paper, torchvision, smp); the first round had none",
-    "pool_norm=bn|gn|None",
-)
-_AUX = Deviation("PSPNet-style auxiliary head on the stage before the last", "aux_head=True")
-_V1_5 = "timm's ResNet-101 is v1.5 (stride in the 3x3 conv); "
-FIDELITY_V2 = Fidelity(
-    reference="Chen et al. 2017 (TPAMI); Caffe DeepLab-v2 ResNet-101 (ASPP-L)",
-    settings={"num_classes": 21},
-    params_source="no count published",
-    deviations=(
-        Deviation(
-            "no multi-scale input fusion (MSC) and no dense CRF; multi-scale and flip "
-            "averaging exist at evaluation only",
-            "task tta={scales, flip}",
-            "the CRF is post-processing outside the network",
-        ),
-        Deviation(
-            _V1_5 + "the Caffe MSRA ResNet-101 strides its first 1x1 conv (same parameters)",
-            "encoder_name",
-        ),
-    ),
-)
-FIDELITY_V3 = Fidelity(
-    reference="Chen et al. 2017 (arXiv:1706.05587); count: torchvision deeplabv3_resnet101",
-    settings={"num_classes": 21, "output_stride": 8, "multi_grid": None},
-    params=58_630_997,
-    params_source="torchvision 0.29.1 deeplabv3_resnet101(weights=None, num_classes=21, "
-    "aux_loss=False); its head adds classifier.1 (3x3 conv 256->256, 589,824) and "
-    "classifier.2 (BN, 512): the 590,336 seglab does not have",
-    deviations=(
-        Deviation(
-            "torchvision's head (the count reference) adds a 3x3 conv-BN-ReLU after the ASPP "
-            "projection (classifier.1.weight, classifier.2.weight/bias: 590,336 parameters); "
-            "the paper, and seglab, go from the 1x1 projection to the classifier",
-            "-",
-        ),
-        Deviation(
-            "output stride 16 with rates 6/12/18 and multi-grid (1, 2, 4) on ResNets (the "
-            "paper's training setting; torchvision: stride 8, rates 12/24/36, no multi-grid)",
-            "output_stride, aspp_rates, multi_grid",
-        ),
-        Deviation(_V1_5 + "the paper's TF ResNet is v1 (same parameters)", "encoder_name"),
-        _POOL_NORM,
-        _AUX,
-    ),
-)
-FIDELITY_V3PLUS = Fidelity(
-    reference="Chen et al. 2018 (ECCV); TF models/research/deeplab, xception_65",
-    settings={"num_classes": 21},
-    params_source="no count published",
-    deviations=(
-        Deviation(
-            "timm's xception65 (aligned Xception of the paper) as the encoder; its stride-4 "
-            "level feeds the decoder",
-            "encoder_name",
-        ),
-        _POOL_NORM,
-        _AUX,
-    ),
-)
 #: The first round had no norm in the image-pooling branch (a conv with bias instead).
 POOL_LEGACY = {1: {"pool_norm": None}}
 
@@ -208,11 +148,14 @@ def build_deeplabv2(
     weights: str | None = None,
     output_stride: int = 8,
     aspp_rates: Sequence[int] = (6, 12, 18, 24),
+    atrous_init: str = "centre",
 ) -> ContextModel:
-    """DeepLab v2 (ASPP-L); ``aspp_rates`` are given at stride 8."""
+    """DeepLab v2 (ASPP-L); ``aspp_rates`` are given at stride 8; ``atrous_init``: see
+    :class:`ContextModel`."""
     encoder = context_encoder(encoder_name, in_channels, output_stride, weights)
     rates = scale_rates(aspp_rates, output_stride, 8)
-    return ContextModel(encoder, DeepLabV2Head(encoder.channels[-1], num_classes, rates))
+    head = DeepLabV2Head(encoder.channels[-1], num_classes, rates)
+    return ContextModel(encoder, head, atrous_init=atrous_init)
 
 
 @register("deeplabv3", legacy=POOL_LEGACY, fidelity=FIDELITY_V3)
@@ -229,8 +172,10 @@ def build_deeplabv3(
     dropout: float = 0.1,
     aux_head: bool = False,
     pool_norm: str | None = "bn",
+    atrous_init: str = "centre",
 ) -> ContextModel:
-    """DeepLab v3; ``aspp_rates`` are given at stride 16.
+    """DeepLab v3; ``aspp_rates`` are given at stride 16; ``atrous_init``: see
+    :class:`ContextModel`.
 
     ``multi_grid``: unit rates of ResNet's last stage (``(1, 2, 4)`` in the paper); ``"auto"``
     applies ``(1, 2, 4)`` on ResNets and nothing on other encoders, an explicit grid on an
@@ -259,7 +204,8 @@ def build_deeplabv3(
         dropout=dropout,
         pool_norm=pool_norm,
     )
-    return ContextModel(encoder, head, make_aux_head(aux_head, encoder, num_classes))
+    aux = make_aux_head(aux_head, encoder, num_classes)
+    return ContextModel(encoder, head, aux, atrous_init=atrous_init)
 
 
 @register("deeplabv3plus", legacy=POOL_LEGACY, fidelity=FIDELITY_V3PLUS)
@@ -275,6 +221,7 @@ def build_deeplabv3plus(
     low_level_channels: int = 48,
     aux_head: bool = False,
     pool_norm: str | None = "bn",
+    atrous_init: str = "centre",
 ) -> ContextModel:
     """DeepLab v3+; the decoder reads the deepest encoder level at reduction <= 4.
 
@@ -292,4 +239,5 @@ def build_deeplabv3plus(
         image_pooling,
         pool_norm,
     )
-    return ContextModel(encoder, head, make_aux_head(aux_head, encoder, num_classes))
+    aux = make_aux_head(aux_head, encoder, num_classes)
+    return ContextModel(encoder, head, aux, atrous_init=atrous_init)

@@ -29,7 +29,13 @@ import torch
 from torch import nn
 
 from seglab.models.blocks import ConvNormAct
-from seglab.models.context_heads import ContextModel, context_encoder, make_aux_head, scale_rates
+from seglab.models.context_heads import (
+    ATROUS_DEVIATION,
+    ContextModel,
+    context_encoder,
+    make_aux_head,
+    scale_rates,
+)
 from seglab.models.registry import Deviation, Fidelity, register
 
 
@@ -169,6 +175,7 @@ FIDELITY = Fidelity(
             "kept to rebuild version-1 checkpoints",
         ),
         Deviation("PSPNet-style auxiliary head, off by default", "aux_head=True", "seglab's"),
+        ATROUS_DEVIATION,
     ),
 )
 
@@ -187,11 +194,13 @@ def build_denseaspp(
     aux_head: bool = False,
     transition: bool = True,
     preactivation: bool = True,
+    atrous_init: str = "centre",
 ) -> ContextModel:
     """DenseASPP; ``rates`` are given at stride 8 and rescaled to ``output_stride``.
 
     ``transition`` halves the deepest map's channels (official ``transition4``);
-    ``preactivation`` selects the official BN-ReLU-conv layers.
+    ``preactivation`` selects the official BN-ReLU-conv layers; ``atrous_init``: see
+    :class:`ContextModel`.
     """
     encoder = context_encoder(encoder_name, in_channels, output_stride, weights)
     head = DenseASPPHead(
@@ -204,4 +213,5 @@ def build_denseaspp(
         transition,
         preactivation,
     )
-    return ContextModel(encoder, head, make_aux_head(aux_head, encoder, num_classes))
+    aux = make_aux_head(aux_head, encoder, num_classes)
+    return ContextModel(encoder, head, aux, atrous_init=atrous_init)
