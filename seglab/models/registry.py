@@ -91,7 +91,9 @@ def register(
     Args:
         name: The architecture's public name.
         legacy: ``{version: options}`` that rebuild the default network of an older
-            ``DEFAULTS_VERSION`` (for example ``{1: {"decoder_channels": [128, 64]}}``).
+            ``DEFAULTS_VERSION`` (for example ``{1: {"decoder_channels": [128, 64]}}``); a value
+            may be a function of the other ``create_model`` options, returning the option's
+            value (for an old default that depended on the encoder).
         fidelity: The reference the default network follows and its deviations
             (``seglab models --fidelity``).
     """
@@ -169,8 +171,11 @@ def create_model(
     if encoder_name is not None:
         kwargs["encoder_name"] = encoder_name
     version = DEFAULTS_VERSION if defaults_version is None else int(defaults_version)
-    for old in sorted(_LEGACY.get(name, {}), reverse=True):
+    legacy: dict[str, object] = {}
+    for old in sorted(_LEGACY.get(name, {})):  # the oldest version asked for wins
         if old >= version:
-            kwargs = {**_LEGACY[name][old], **kwargs}
+            legacy = {**_LEGACY[name][old], **legacy}
+    legacy = {k: v for k, v in legacy.items() if k not in kwargs}
+    kwargs |= {k: v(kwargs) if callable(v) else v for k, v in legacy.items()}
     with weights_strictness(kwargs.pop("weights_strict", True)):
         return _BUILDERS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)

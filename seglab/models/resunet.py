@@ -25,7 +25,7 @@ from torch import nn
 from seglab.models.blocks import ConvNormAct, make_act, make_norm
 from seglab.models.family_encoder import family_encoder
 from seglab.models.registry import Deviation, Fidelity, register
-from seglab.models.unet import BlockFactory, UNet, timm_decoder_channels
+from seglab.models.unet import HALF_RESOLUTION_LEGACY, BlockFactory, UNet, timm_decoder_channels
 
 
 class ResidualUnit(nn.Module):
@@ -104,7 +104,7 @@ RESUNET_FIDELITY = Fidelity(
 )
 
 
-@register("resunet", legacy={1: {"full_resolution": False}}, fidelity=RESUNET_FIDELITY)
+@register("resunet", legacy=HALF_RESOLUTION_LEGACY, fidelity=RESUNET_FIDELITY)
 def build_resunet(
     num_classes: int,
     in_channels: int = 3,

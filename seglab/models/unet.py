@@ -44,6 +44,26 @@ def full_resolution_scales(reductions: Sequence[int]) -> list[int]:
     return scales
 
 
+def decoder_scales(reductions: Sequence[int], full_resolution: bool) -> list[int]:
+    """:func:`full_resolution_scales` when ``full_resolution``; ``full_resolution=False`` on an
+    encoder already at full resolution (the plain ``unet`` encoder) would change nothing, so it
+    raises instead."""
+    scales = full_resolution_scales(reductions)
+    if not full_resolution and not scales:
+        raise ValueError(
+            "full_resolution=False changes nothing here: the encoder's shallowest map is already "
+            "at the input's resolution (the plain 'unet' encoder). It applies to timm encoders "
+            "(shallowest map at stride 2 or coarser); drop the option."
+        )
+    return scales if full_resolution else []
+
+
+def first_round_full_resolution(options: dict) -> bool:
+    """The first round's ``full_resolution`` (legacy version 1): timm encoders stopped at the
+    shallowest skip; the plain encoder decoded to full resolution, as it still does."""
+    return options.get("encoder_name", "unet") == "unet"
+
+
 def skipless_levels(
     in_channels: int,
     widths: Sequence[int],
@@ -90,7 +110,7 @@ class UNetDecoder(nn.Module):
     ) -> None:
         super().__init__()
         skips = list(encoder_channels[:-1])[::-1]
-        tail = full_resolution_scales(reductions) if full_resolution else []
+        tail = decoder_scales(reductions, full_resolution)
         outs = list(
             decoder_channels or [*skips, *(skips[-1] // 2 ** (k + 1) for k in range(len(tail)))]
         )
@@ -197,7 +217,7 @@ UNET_FIDELITY = Fidelity(
 
 
 #: The first round's U-Net family on timm encoders stopped at the shallowest skip (stride 2).
-HALF_RESOLUTION_LEGACY = {1: {"full_resolution": False}}
+HALF_RESOLUTION_LEGACY = {1: {"full_resolution": first_round_full_resolution}}
 
 
 @register("unet", legacy=HALF_RESOLUTION_LEGACY, fidelity=UNET_FIDELITY)
@@ -208,7 +228,7 @@ def build_unet(
     base_channels: int = 64,
     depth: int = 5,
     weights: str | None = None,
-    output_stride: int = 32,
+    output_stride: int | None = None,
     decoder_channels: Sequence[int] | None = None,
     upsample: str = "transpose",
     norm: str | None = "bn",
@@ -218,20 +238,28 @@ def build_unet(
 
     ``full_resolution`` (timm encoders) decodes on to stride 1 with skip-less levels, as smp
     does (widths 256-128-64-32-16 on a ResNet); False stops at the shallowest skip (stride 2,
-    widths 128-64-32-16, logits resized: the first round's default).
+    widths 128-64-32-16, logits resized: the first round's default). ``output_stride`` (None:
+    the encoder's own) must be the stride the encoder gives, or it raises.
     """
+    stride = output_stride or 32
     if encoder_name == "unet":
         enc = create_encoder(
             "unet",
             in_channels,
-            output_stride,
+            stride,
             weights,
             base_channels=base_channels,
             depth=depth,
             norm=norm,
         )
     else:
-        enc = create_encoder(encoder_name, in_channels, output_stride, weights)
+        enc = create_encoder(encoder_name, in_channels, stride, weights)
         decoder_channels = decoder_channels or timm_decoder_channels(enc, 16, full_resolution)
+    if output_stride is not None and enc.output_stride != output_stride:
+        raise ValueError(
+            f"unet: output_stride={output_stride} is not honoured by encoder {encoder_name!r} "
+            f"(depth {depth if encoder_name == 'unet' else '-'}), which gives stride "
+            f"{enc.output_stride}; use a deeper encoder or an output_stride it reaches."
+        )
     block = lambda i, o: double_conv(i, o, norm=norm)  # noqa: E731
     return UNet(enc, num_classes, decoder_channels, block, upsample, full_resolution)

@@ -33,14 +33,16 @@ from seglab.models.blocks import double_conv, resize_to
 from seglab.models.encoders import Encoder, PlainEncoder
 from seglab.models.family_encoder import family_encoder, refuse_unset
 from seglab.models.output import ModelOutput
-from seglab.models.registry import Deviation, Fidelity, register
+from seglab.models.registry import register
 from seglab.models.unet import (
+    HALF_RESOLUTION_LEGACY,
     BlockFactory,
-    full_resolution_scales,
+    decoder_scales,
     skipless_levels,
     timm_decoder_channels,
     up_layer,
 )
+from seglab.models.unetplusplus_fidelity import UNETPLUSPLUS_FIDELITY
 
 MODES = ("last", "ensemble")
 ENSEMBLE_AVERAGES = ("sigmoid", "softmax", "logits")
@@ -117,7 +119,7 @@ class UNetPlusPlus(nn.Module):
         super().__init__()
         chans, red = list(encoder.channels), list(encoder.reductions)
         self.depth = d = len(chans)
-        scales = full_resolution_scales(red) if full_resolution else []
+        scales = decoder_scales(red, full_resolution)
         widths = list(decoder_channels)[::-1] if decoder_channels else chans[:-1]
         if len(widths) != d - 1 + len(scales):
             extra = f" plus {len(scales)} skip-less (full_resolution)" if scales else ""
@@ -197,36 +199,7 @@ class UNetPlusPlus(nn.Module):
         return output.logits
 
 
-UNETPLUSPLUS_FIDELITY = Fidelity(
-    reference=(
-        "Zhou, Rahman Siddiquee, Tajbakhsh & Liang 2018, UNet++ (DLMIA), Table 1; "
-        "Keras code MrGiovanni/UNetPlusPlus"
-    ),
-    settings={"encoder_name": "unet", "in_channels": 3, "num_classes": 1, "norm": None},
-    params=9_040_000,
-    params_source="Table 1 (9.04M, with and without deep supervision); seglab: 9,042,177",
-    deviations=(
-        Deviation(
-            "BatchNorm after every conv (9,045,825 parameters); the reference's units have none",
-            "norm=None",
-            "trains reliably at the learning rates of the other architectures",
-        ),
-        Deviation(
-            "no dropout inside the units (the reference's standard_unit drops 0.5 after each conv)",
-            "-",
-            "BatchNorm regularises; dropout after every conv slows convergence",
-        ),
-        Deviation(
-            "deep supervision off by default (the paper trains with it for pruning and "
-            "ensembling; the network and its 9.04M are the same)",
-            "deep_supervision=true",
-            "the plain model is the cheaper default; pruning and ensembling need the flag",
-        ),
-    ),
-)
-
-
-@register("unetplusplus", legacy={1: {"full_resolution": False}}, fidelity=UNETPLUSPLUS_FIDELITY)
+@register("unetplusplus", legacy=HALF_RESOLUTION_LEGACY, fidelity=UNETPLUSPLUS_FIDELITY)
 def build_unetplusplus(
     num_classes: int,
     in_channels: int = 3,

@@ -45,8 +45,14 @@ def test_decoder_channels_must_cover_the_skip_less_level():
 
 
 def test_plain_encoder_is_already_at_full_resolution():
-    on = create_model("unet", 2, "unet", base_channels=4, depth=3)
-    off = create_model("unet", 2, "unet", base_channels=4, depth=3, full_resolution=False)
-    assert {k: v.shape for k, v in on.state_dict().items()} == {
-        k: v.shape for k, v in off.state_dict().items()
+    """``full_resolution=False`` would change nothing on the plain encoder: it raises; version 1
+    (the first round) still builds the plain U-Net it built."""
+    import pytest
+
+    with pytest.raises(ValueError, match="full_resolution=False changes nothing"):
+        create_model("unet", 2, "unet", base_channels=4, depth=3, full_resolution=False)
+    old = create_model("unet", 2, "unet", base_channels=4, depth=3, defaults_version=1)
+    new = create_model("unet", 2, "unet", base_channels=4, depth=3)
+    assert {k: v.shape for k, v in old.state_dict().items()} == {
+        k: v.shape for k, v in new.state_dict().items()
     }
