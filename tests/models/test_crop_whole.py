@@ -41,11 +41,18 @@ TINY = {
 }
 
 
-#: Architectures this test has been run for; the others are skipped until they are run once
-#: (the session that wrote it shared 2 cores with ~20 busy processes: these two took an hour).
-CHECKED = {"deeplabv3", "deeplabv3plus"}
+#: Known to fail (strict: the test fails once they pass, so the mark is removed then): the FCNs'
+#: whole-image and tiled scores differ by more than 2 points after crop training here.
+KNOWN_FAILING = {"fcn32s", "fcn16s", "fcn8s"}
 PARAMS = [
-    name if name in CHECKED else pytest.param(name, marks=pytest.mark.skip(reason="not yet run"))
+    pytest.param(
+        name,
+        marks=pytest.mark.xfail(
+            strict=True, reason="FCN: whole image and tiles disagree after crop training"
+        ),
+    )
+    if name in KNOWN_FAILING
+    else name
     for name in sorted(TINY)
 ]
 
