@@ -30,6 +30,15 @@ def tiny_args(num_samples: int = 16) -> list[str]:
     ]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_run_env_per_module():
+    """Module-scoped fixtures that run the CLI in-process set ``SEGLAB_RUN_DIR`` (for DDP
+    children); it must not reach the next module's fixtures."""
+    os.environ.pop("SEGLAB_RUN_DIR", None)
+    yield
+    os.environ.pop("SEGLAB_RUN_DIR", None)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_run_env(monkeypatch):
     """Each test gets its own run folder (the CLI shares it with DDP children by env)."""
