@@ -62,13 +62,20 @@ def build(side: str, arch: str, args: argparse.Namespace, seed: int) -> nn.Modul
     if side == "seglab":
         from seglab.models import create_model
 
-        model = create_model(arch, 1, args.encoder, in_channels=1, **SEGLAB_KWARGS.get(arch, {}))
+        options = seglab_options(args).get(arch, {})
+        model = create_model(arch, 1, args.encoder, in_channels=1, **options)
     else:
         import segmentation_models_pytorch as smp
 
         cls = getattr(smp, SMP_CLASSES[arch])
         model = cls(args.encoder, encoder_weights=None, in_channels=1, classes=1)
     return model.to(args.device)
+
+
+def seglab_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """seglab's options per architecture: :data:`SEGLAB_KWARGS`, then ``--seglab-options``."""
+    extra = getattr(args, "seglab_options", None) or {}
+    return {a: {**SEGLAB_KWARGS.get(a, {}), **extra.get(a, {})} for a in {*SEGLAB_KWARGS, *extra}}
 
 
 def hparams(args: argparse.Namespace) -> SimpleNamespace:
@@ -167,8 +174,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--seeds", type=int, default=3, help="Seeds per architecture.")
     p.add_argument("--first-seed", type=int, default=0, help="Seeds first..first+N-1.")
-    p.add_argument("--steps", type=int, default=60, help="Optimiser steps per run.")
-    p.add_argument("--batch", type=int, default=2, help="Crops per step.")
+    p.add_argument("--steps", type=int, default=100, help="Optimiser steps per run.")
+    p.add_argument("--batch", type=int, default=4, help="Crops per step.")
     p.add_argument("--crop", type=int, default=128, help="Training crop = evaluation tile.")
     p.add_argument("--eval-crop", type=int, default=None, help="Score only a corner (tests).")
     p.add_argument("--encoder", default="resnet18")
@@ -176,10 +183,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--scheduler", default="cosine", choices=["cosine", "poly", "constant"])
     p.add_argument("--warmup", type=int, default=2, help="Steps left out of the timing.")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--section", default="quality", help="Report section to (re)write.")
+    p.add_argument(
+        "--seglab-options",
+        type=json.loads,
+        default=None,
+        help='More seglab options per architecture, JSON: \'{"deeplabv3": {"output_stride": 8}}\'.',
+    )
     p.add_argument("--jobs", type=int, default=1, help="Architectures run side by side.")
     p.add_argument("--json", default=None, help="Write the measurements here (no report).")
     p.add_argument("--merge", nargs="+", default=None, help="Report from these --json files.")
@@ -222,7 +235,7 @@ def run(args: argparse.Namespace, command: str, log=print) -> dict[str, Any] | N
         "data_name": NAME,
         "classes": CLASSES,
         "loss": LOSS,
-        "seglab_kwargs": SEGLAB_KWARGS,
+        "seglab_kwargs": seglab_options(args),
         "smp_classes": SMP_CLASSES,
         "plain": plain,
         "flops": flops,

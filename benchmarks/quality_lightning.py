@@ -42,7 +42,7 @@ def datamodule(args: argparse.Namespace) -> Any:
 
 def task_kwargs(arch: str, args: argparse.Namespace) -> dict[str, Any]:
     """The task's primitives: the plain loop's model, loss, optimiser and schedule."""
-    from benchmarks.quality import LOSS, SEGLAB_KWARGS
+    from benchmarks.quality import LOSS, seglab_options
 
     return {
         "model": arch,
@@ -50,7 +50,7 @@ def task_kwargs(arch: str, args: argparse.Namespace) -> dict[str, Any]:
         "task": "binary",
         "encoder_name": args.encoder,
         "in_channels": 1,
-        "model_kwargs": SEGLAB_KWARGS.get(arch, {}),
+        "model_kwargs": seglab_options(args).get(arch, {}),
         "loss": LOSS,
         "optimizer": "adamw",
         "lr": args.lr,

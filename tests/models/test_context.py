@@ -28,7 +28,7 @@ DEFAULTS = {
     "fcn16s": ("vgg16", 32),
     "fcn8s": ("vgg16", 32),
     "deeplabv2": ("resnet101", 8),
-    "deeplabv3": ("resnet101", 16),
+    "deeplabv3": ("resnet101", 8),
     "deeplabv3plus": ("xception65", 16),
     "pspnet": ("resnet50", 8),
     "denseaspp": ("densenet161", 8),
@@ -162,7 +162,8 @@ def test_image_pooling_and_rates_ablation() -> None:
             encoder_name="resnet18",
             channels=16,
             image_pooling=False,
-            aspp_rates=(4, 8),
+            aspp_rates=(4, 8),  # given at stride 16
+            output_stride=16,
         )
     assert len(full.head.aspp.branches) == 5 and len(ablated.head.aspp.branches) == 3
     assert atrous_rates(ablated.head.aspp) == [4, 8]
@@ -190,7 +191,7 @@ def test_multi_grid_on_a_non_resnet_raises() -> None:
         with pytest.raises(ValueError, match=r"multi_grid=\[1, 2, 4\] needs a ResNet"):
             create_model("deeplabv3", 4, encoder_name="vgg16", multi_grid=(1, 2, 4))
         auto = create_model("deeplabv3", 4, encoder_name="vgg16", channels=8)  # "auto": none
-    assert auto.encoder.reductions[-1] == 16
+    assert auto.encoder.reductions[-1] == 8  # the default output stride
 
 
 @pytest.mark.parametrize("stride", [8, 16])
