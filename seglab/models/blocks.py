@@ -185,13 +185,20 @@ def centre_tap_init_(module: nn.Module) -> int:
     changed = 0
     for m in module.modules():
         if isinstance(m, nn.Conv2d) and max(m.dilation) > 1 and max(m.kernel_size) > 1:
-            kh, kw = m.kernel_size
-            with torch.no_grad():
-                centre = m.weight[:, :, kh // 2, kw // 2].clone()
-                m.weight.zero_()
-                m.weight[:, :, kh // 2, kw // 2] = centre
+            keep_centre_tap_(m)
             changed += 1
     return changed
+
+
+def keep_centre_tap_(conv: nn.Conv2d) -> nn.Conv2d:
+    """Zeroes every tap of ``conv`` but the centre one, in place (see :func:`centre_tap_init_`);
+    FCN's 7x7 fc6 on the 2x2 stride-32 map of a 64-pixel crop has the same problem."""
+    kh, kw = conv.kernel_size
+    with torch.no_grad():
+        centre = conv.weight[:, :, kh // 2, kw // 2].clone()
+        conv.weight.zero_()
+        conv.weight[:, :, kh // 2, kw // 2] = centre
+    return conv
 
 
 def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:

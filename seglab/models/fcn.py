@@ -13,6 +13,10 @@ trains at once. timm's VGG features are taken before each max-pool (relu3_3 at 1
 1/8), so with ``pool_skips`` pool3/pool4 are recomputed by a 2x2 max-pool of the level at half
 the skip's stride; other encoders use their level at the skip's stride directly.
 
+fc6 starts with only its centre tap (``fc_init="centre"``; ``"random"``: all taps): trained on
+crops, its 7x7 taps beyond the crop's small stride-32 map would otherwise keep random values
+that a whole image then reads (see ``seglab.models.blocks.centre_tap_init_``).
+
 An input whose sides are not multiples of 32 is zero-padded at the bottom and right to the
 next multiple and the scores are cropped back (``odd_size="pad"``; Caffe padded by 100 and
 cropped), so that no image is stretched; ``odd_size="resize"`` resizes the scores instead
@@ -47,6 +51,7 @@ def _build_fcn(
     skip_scales: Sequence[float] | None,
     learn_upsampling: str,
     odd_size: str,
+    fc_init: str,
 ) -> FCNModel:
     if output_stride != 32:
         raise ValueError(
@@ -67,15 +72,28 @@ def _build_fcn(
         dropout,
         skip_scales,
         learn_upsampling,
+        fc_init,
     )
     return FCNModel(encoder, head, odd_size)
 
 
 #: The first round: every up-sampler learned, no skip scaling, odd sizes resized.
-LEGACY = {1: {"learn_upsampling": "all", "skip_scales": None, "odd_size": "resize"}}
-LEGACY_32S = {1: {"learn_upsampling": "all", "odd_size": "resize"}}
+#: Up to version 2, fc6 started with every tap random.
+LEGACY = {
+    1: {"learn_upsampling": "all", "skip_scales": None, "odd_size": "resize"},
+    2: {"fc_init": "random"},
+}
+LEGACY_32S = {1: {"learn_upsampling": "all", "odd_size": "resize"}, 2: {"fc_init": "random"}}
 _VGG_CONVS = "VGG-16's 13 convs, fc6 (7x7) and fc7: 134,260,544"
 _COMMON = (
+    Deviation(
+        "fc6 (7x7) starts with only its centre tap (the other 48 taps 0); the paper's fc6 came "
+        "from VGG's ImageNet classifier",
+        "fc_init=random",
+        "trained on crops, fc6 reads a 2x2 stride-32 map (64-pixel crops): taps beyond it get no "
+        "gradient and keep random values that a whole image's larger map then reads; whole-"
+        "image and tiled scores disagreed (issue 15, tests/models/test_crop_whole.py)",
+    ),
     Deviation(
         "fc6 is padded by 3 and odd inputs are zero-padded at the bottom/right to a multiple "
         "of 32, where Caffe pads the image by 100 and crops with offsets",
@@ -135,6 +153,7 @@ def build_fcn32s(
     dropout: float = 0.5,
     learn_upsampling: str = "none",
     odd_size: str = "pad",
+    fc_init: str = "centre",
 ) -> FCNModel:
     """FCN-32s: stride-32 scores up-sampled 32x, fixed bilinear (``learn_upsampling="all"``
     learns it). FCN-32s has no skips, so no ``pool_skips`` or ``skip_scales``."""
@@ -144,7 +163,7 @@ def build_fcn32s(
             f"the paper) or 'all' (learned), got {learn_upsampling!r}."
         )
     args = (num_classes, in_channels, encoder_name, weights, output_stride, False)
-    opts = (fc_channels, fc_kernel, dropout, None, learn_upsampling, odd_size)
+    opts = (fc_channels, fc_kernel, dropout, None, learn_upsampling, odd_size, fc_init)
     return _build_fcn((), *args, *opts)
 
 
@@ -166,10 +185,11 @@ def build_fcn16s(
     skip_scales: Sequence[float] | None = (0.01,),
     learn_upsampling: str = "intermediate",
     odd_size: str = "pad",
+    fc_init: str = "centre",
 ) -> FCNModel:
     """FCN-16s: pool4 scores (scaled by ``skip_scales[0]``) fused, then 16x up-sampling."""
     args = (num_classes, in_channels, encoder_name, weights, output_stride, pool_skips)
-    opts = (fc_channels, fc_kernel, dropout, skip_scales, learn_upsampling, odd_size)
+    opts = (fc_channels, fc_kernel, dropout, skip_scales, learn_upsampling, odd_size, fc_init)
     return _build_fcn((16,), *args, *opts)
 
 
@@ -195,8 +215,9 @@ def build_fcn8s(
     skip_scales: Sequence[float] | None = (0.01, 0.0001),
     learn_upsampling: str = "intermediate",
     odd_size: str = "pad",
+    fc_init: str = "centre",
 ) -> FCNModel:
     """FCN-8s: pool4 and pool3 scores (scaled by ``skip_scales``) fused, then 8x up-sampling."""
     args = (num_classes, in_channels, encoder_name, weights, output_stride, pool_skips)
-    opts = (fc_channels, fc_kernel, dropout, skip_scales, learn_upsampling, odd_size)
+    opts = (fc_channels, fc_kernel, dropout, skip_scales, learn_upsampling, odd_size, fc_init)
     return _build_fcn((16, 8), *args, *opts)

@@ -33,6 +33,7 @@ ALT: dict[Any, list[Any]] = {
     "upsample": ["bilinear", "transpose"],
     "pool_norm": [None, "gn"],
     "atrous_init": ["random"],
+    "fc_init": ["random"],
     "multi_grid": [None, (1, 1, 1)],
     "aspp_rates": [(2, 3, 5, 7)],
     ("deeplabv3", "aspp_rates"): [(2, 3, 5)],
