@@ -165,40 +165,37 @@ def init_weights(module: nn.Module) -> None:
 
 
 def centre_tap_init_(module: nn.Module) -> int:
-    """Zeroes the off-centre taps of every dilated convolution in ``module``, in place.
+    """Zeroes the off-centre taps of every wide-reaching convolution in ``module``, in place.
 
-    A dilated ``k x k`` convolution then starts as the ``1 x 1`` convolution of its centre
-    tap. Trained on crops whose feature map is smaller than the rate (an ASPP branch at rate
-    12 on the ``8 x 8`` map of a 128-pixel crop at stride 16), the off-centre taps only ever
-    read zero padding: they get no gradient and keep their initial values, and on a whole
-    image, where they read real features, random initial values add an input that no layer
-    was trained on (the BatchNorm after an atrous depthwise conv then sees up to ~10^5 times
-    its running variance). Zero, they stay zero: the branch computes on a whole image what it
-    computed on the crops. Where the crops are large enough the taps train as usual.
+    Wide-reaching: a tap lies more than one pixel from the centre (``dilation * (k // 2) > 1``:
+    every dilated ``3 x 3`` and FCN's ``7 x 7`` fc6; plain ``3 x 3`` convs are left alone). Such
+    a convolution then starts as the ``1 x 1`` convolution of its centre tap. Trained on crops
+    whose feature map is smaller than its reach (an ASPP branch at rate 12 on the ``8 x 8`` map
+    of a 128-pixel crop at stride 16; fc6 on the ``2 x 2`` map of a 64-pixel crop at stride 32),
+    the far taps only ever read zero padding: they get no gradient and keep their initial
+    values, and on a whole image, where they read real features, random initial values add an
+    input that no layer was trained on (the BatchNorm after an atrous depthwise conv then sees
+    up to ~10^5 times its running variance). Zero, they stay zero: the layer computes on a whole
+    image what it computed on the crops. Where the crops are large enough the taps train as
+    usual.
 
     Args:
-        module: Any module; its convolutions with a dilation above 1 and a kernel above 1 change.
+        module: Any module; its convolutions with a tap beyond distance 1 change.
 
     Returns:
         How many convolutions were changed.
     """
     changed = 0
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d) and max(m.dilation) > 1 and max(m.kernel_size) > 1:
-            keep_centre_tap_(m)
+    convs = (m for m in module.modules() if isinstance(m, nn.Conv2d))
+    for m in convs:
+        if max(d * (k // 2) for d, k in zip(m.dilation, m.kernel_size, strict=True)) > 1:
+            kh, kw = m.kernel_size
+            with torch.no_grad():
+                centre = m.weight[:, :, kh // 2, kw // 2].clone()
+                m.weight.zero_()
+                m.weight[:, :, kh // 2, kw // 2] = centre
             changed += 1
     return changed
-
-
-def keep_centre_tap_(conv: nn.Conv2d) -> nn.Conv2d:
-    """Zeroes every tap of ``conv`` but the centre one, in place (see :func:`centre_tap_init_`);
-    FCN's 7x7 fc6 on the 2x2 stride-32 map of a 64-pixel crop has the same problem."""
-    kh, kw = conv.kernel_size
-    with torch.no_grad():
-        centre = conv.weight[:, :, kh // 2, kw // 2].clone()
-        conv.weight.zero_()
-        conv.weight[:, :, kh // 2, kw // 2] = centre
-    return conv
 
 
 def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:

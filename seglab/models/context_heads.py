@@ -85,7 +85,8 @@ class ContextModel(nn.Module):
         aux_level: Index into the feature list supervised by ``aux_head`` (-2: the stage before
             the last, ResNet's layer3).
         atrous_init: ``"centre"`` (seglab's default) starts every dilated convolution of the
-            head with its off-centre taps at 0, so taps that training crops never reach stay 0
+            head (any conv with a tap beyond distance 1: ``centre_tap_init_``) with its
+            off-centre taps at 0, so taps that training crops never reach stay 0
             and a crop-trained model scores a whole image as its tiles; ``"random"`` keeps
             PyTorch's initialisation of all taps (the papers').
     """

@@ -72,9 +72,8 @@ def _build_fcn(
         dropout,
         skip_scales,
         learn_upsampling,
-        fc_init,
     )
-    return FCNModel(encoder, head, odd_size)
+    return FCNModel(encoder, head, odd_size, fc_init)
 
 
 #: The first round: every up-sampler learned, no skip scaling, odd sizes resized.

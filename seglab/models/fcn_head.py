@@ -11,14 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seglab.models.blocks import (
-    ConvNormAct,
-    bilinear_kernel,
-    init_weights,
-    keep_centre_tap_,
-    resize_to,
-)
-from seglab.models.context_heads import ContextModel
+from seglab.models.blocks import ConvNormAct, bilinear_kernel, init_weights, resize_to
+from seglab.models.context_heads import ATROUS_INITS, ContextModel
 
 
 def bilinear_upsampler(channels: int, factor: int) -> nn.ConvTranspose2d:
@@ -63,9 +57,6 @@ def _upsampler(channels: int, factor: int, learned: bool) -> nn.Module:
     return bilinear_upsampler(channels, factor) if learned else FixedBilinearUp(channels, factor)
 
 
-FC_INITS = ("centre", "random")
-
-
 class FCNHead(nn.Module):
     """fc6/fc7/score_fr on the deepest map, then skip fusion from coarse to fine.
 
@@ -84,10 +75,6 @@ class FCNHead(nn.Module):
             (``(0.01, 0.0001)`` for pool4 and pool3, the all-at-once reference); None: 1.
         learn_upsampling: ``"intermediate"`` (learned 2x, fixed final: the paper), ``"none"``
             or ``"all"``.
-        fc_init: ``"centre"`` starts fc6 as its centre tap (the other taps 0), so that taps a
-            training crop's small stride-32 map never reaches stay 0 and a crop-trained FCN
-            scores a whole image as its tiles; ``"random"``: every tap random (the paper's
-            fc6 came from VGG's ImageNet classifier).
     """
 
     def __init__(
@@ -102,11 +89,8 @@ class FCNHead(nn.Module):
         dropout: float = 0.5,
         skip_scales: Sequence[float] | None = (0.01, 0.0001),
         learn_upsampling: str = "intermediate",
-        fc_init: str = "centre",
     ) -> None:
         super().__init__()
-        if fc_init not in FC_INITS:
-            raise ValueError(f"fc_init must be one of {FC_INITS}, got {fc_init!r}.")
         if learn_upsampling not in UPSAMPLING:
             raise ValueError(
                 f"learn_upsampling must be one of {UPSAMPLING}, got {learn_upsampling!r}."
@@ -136,8 +120,6 @@ class FCNHead(nn.Module):
         finest = skip_strides[-1] if skip_strides else reductions[-1]
         self.up_final = _upsampler(num_classes, finest, learn_upsampling == "all")
         init_weights(self.fc)
-        if fc_init == "centre":
-            keep_centre_tap_(self.fc[0][0])
         for score in self.score_skips:  # the paper zero-initialises the new skip scores
             nn.init.zeros_(score.weight)
             nn.init.zeros_(score.bias)
@@ -163,10 +145,17 @@ class FCNModel(ContextModel):
         encoder: The encoder (stride 32).
         head: :class:`FCNHead`.
         odd_size: ``"pad"`` (zero-pad bottom/right, crop the scores) or ``"resize"``.
+        fc_init: ``"centre"`` starts fc6 as its centre tap, ``"random"`` keeps every tap (the
+            paper's fc6 came from VGG's ImageNet classifier); it is :class:`ContextModel`'s
+            ``atrous_init``, which reaches fc6's far taps as it does atrous ones.
     """
 
-    def __init__(self, encoder: nn.Module, head: nn.Module, odd_size: str = "pad") -> None:
-        super().__init__(encoder, head)
+    def __init__(
+        self, encoder: nn.Module, head: nn.Module, odd_size: str = "pad", fc_init: str = "centre"
+    ) -> None:
+        if fc_init not in ATROUS_INITS:
+            raise ValueError(f"fc_init must be one of {ATROUS_INITS}, got {fc_init!r}.")
+        super().__init__(encoder, head, atrous_init=fc_init)
         if odd_size not in ("pad", "resize"):
             raise ValueError(f"odd_size must be 'pad' or 'resize', got {odd_size!r}.")
         self.odd_size = odd_size

@@ -93,10 +93,8 @@ def test_crop_trained_model_scores_whole_image_as_tiles(name):
     assert abs(whole - tiled) <= 0.02, f"{name}: whole-image Dice {whole:.3f}, tiled {tiled:.3f}"
 
 
-def crop_train(name: str, steps: int | None = None, **options) -> torch.nn.Module:
-    """``name`` (tiny widths, ``options`` added) after ``steps`` (:data:`STEPS`) Adam steps on
-    64-pixel crops."""
-    steps = steps or STEPS
+def crop_train(name: str, steps: int = STEPS, **options) -> torch.nn.Module:
+    """``name`` (tiny widths, ``options`` added) after ``steps`` Adam steps on 64-pixel crops."""
     torch.manual_seed(0)
     model = create_model(name, 2, **TINY[name], **options)
     image, mask = pattern(512, seed=1)
