@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import torch
 
 from benchmarks.gpu_step import Config, make_step, matmul_peak, peak_memory, sync, timed
-from benchmarks.quality import SEGLAB_KWARGS, SMP_CLASSES
+from benchmarks.quality import MODEL, SEGLAB_KWARGS, SMP_CLASSES
 from benchmarks.timing import (
     RESULTS,
     ce_loss,
@@ -48,7 +48,8 @@ def build(side: str, arch: str, args: argparse.Namespace) -> torch.nn.Module:
     if side == "seglab":
         from seglab.models import create_model
 
-        model = create_model(arch, args.classes, args.encoder, **SEGLAB_KWARGS.get(arch, {}))
+        kw = SEGLAB_KWARGS.get(arch, {})
+        model = create_model(MODEL.get(arch, arch), args.classes, args.encoder, **kw)
     else:
         import segmentation_models_pytorch as smp
 

@@ -97,11 +97,18 @@ def batches(split: Split, batch: int, crop: int, seed: int, device: str = "cpu")
 
 
 @torch.no_grad()
-def predict(model: nn.Module, image: torch.Tensor, tile: int | None) -> torch.Tensor:
-    """``(H, W)`` bool cell prediction of one ``(1, 1, H, W)`` image: whole, or cut into
-    non-overlapping ``tile`` squares predicted as one batch and put back."""
+def predict(model: nn.Module, image: torch.Tensor, tile: int | str | None) -> torch.Tensor:
+    """``(H, W)`` bool cell prediction of one ``(1, 1, H, W)`` image: whole, cut into
+    non-overlapping ``tile`` squares predicted as one batch and put back, or (``"slide:N"``)
+    in ``N`` windows overlapping by half with their logits averaged (mmsegmentation's slide
+    inference)."""
     if tile is None:
         return logits_of(model(image))[0, 0] > 0
+    if isinstance(tile, str):  # "slide:128": overlapping windows, logits averaged
+        from seglab.models.inference import sliding_window
+
+        size = int(tile.split(":")[1])
+        return sliding_window(model, image, (size, size), overlap=0.5)[0, 0] > 0
     _, _, h, w = image.shape
     if h % tile or w % tile:
         raise ValueError(f"Image {h}x{w} is not a multiple of the {tile} tile; pick another.")
@@ -111,7 +118,9 @@ def predict(model: nn.Module, image: torch.Tensor, tile: int | None) -> torch.Te
     return out.reshape(nh, nw, tile, tile).permute(0, 2, 1, 3).reshape(h, w)
 
 
-def evaluate(model: nn.Module, split: Split, tile: int | None, device: str) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, split: Split, tile: int | str | None, device: str
+) -> dict[str, float]:
     """Dice and IoU per class and their means over the held-out images, one confusion summed
     over all their pixels (not a mean of per-image scores)."""
     was_training = model.training

@@ -51,8 +51,16 @@ SMP_CLASSES = {
     "deeplabv3plus": "DeepLabV3Plus",
     "pspnet": "PSPNet",
 }
+#: Rows that are not seglab's defaults: row name -> (seglab model, smp class). PSPNet's paper
+#: network (all ResNet stages, dilated to stride 8) does about 13x the FLOPs of smp's default
+#: (``encoder_depth=3``: ResNet up to layer2); this row meets smp at its compute budget.
+SMP_CLASSES["pspnet_smp_budget"] = "PSPNet"
+MODEL = {"pspnet_smp_budget": "pspnet"}
 #: The plain loop trains the main output only: heads that need a loss of their own are off.
-SEGLAB_KWARGS: dict[str, dict[str, Any]] = {"pspnet": {"aux_head": False}}
+SEGLAB_KWARGS: dict[str, dict[str, Any]] = {
+    "pspnet": {"aux_head": False},
+    "pspnet_smp_budget": {"aux_head": False, "encoder_depth": 3, "channels": 128},
+}
 LOSS = {"ce": 1.0, "dice": 1.0}
 
 
@@ -63,7 +71,7 @@ def build(side: str, arch: str, args: argparse.Namespace, seed: int) -> nn.Modul
         from seglab.models import create_model
 
         options = seglab_options(args).get(arch, {})
-        model = create_model(arch, 1, args.encoder, in_channels=1, **options)
+        model = create_model(MODEL.get(arch, arch), 1, args.encoder, in_channels=1, **options)
     else:
         import segmentation_models_pytorch as smp
 
@@ -97,10 +105,28 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def rng_state(seed: int | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The global CPU and CUDA RNG states (after seeding with ``seed`` when given)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return torch.get_rng_state(), cuda
+
+
+def set_rng_state(state: tuple[torch.Tensor, list[torch.Tensor]]) -> None:
+    """Restores :func:`rng_state`'s states."""
+    torch.set_rng_state(state[0])
+    if state[1]:
+        torch.cuda.set_rng_state_all(state[1])
+
+
 def train_plain(
     arch: str, seed: int, split: Split, args: argparse.Namespace, sides=("seglab", "smp")
 ) -> dict[str, Any]:
     """Trains ``sides`` of ``arch`` on one seed's stream, steps interleaved, and scores them.
+
+    Each side keeps its own global-RNG stream (dropout), so one side's draws never depend on
+    the other's model.
 
     Returns:
         ``{"arch", "seed", "times": {side: [s per step]}, "scores": {side: {"whole": {...},
@@ -118,10 +144,12 @@ def train_plain(
         m.train()
     stream = batches(split, args.batch, args.crop, seed, args.device)
     times: dict[str, list[float]] = {s: [] for s in sides}
+    rng = {s: rng_state(seed) for s in sides}  # each side's dropout draws its own stream
     for i in range(args.steps):
         x, y = next(stream)
         for s in sides if i % 2 == 0 else sides[::-1]:
             opt, sched = opts[s]
+            set_rng_state(rng[s])
             sync(args.device)
             start = time.perf_counter()
             opt.zero_grad(set_to_none=True)
@@ -134,11 +162,9 @@ def train_plain(
             sync(args.device)
             if i >= args.warmup:
                 times[s].append(time.perf_counter() - start)
+            rng[s] = rng_state()
     scores = {
-        s: {
-            v: evaluate(m, split, t, args.device)
-            for v, t in (("whole", None), ("tiled", args.crop))
-        }
+        s: {v: evaluate(m, split, t, args.device) for v, t in evaluations(args.crop)}
         for s, m in models.items()
     }
     return {
@@ -148,6 +174,12 @@ def train_plain(
         "scores": scores,
         "params": {s: n_params(m) for s, m in models.items()},
     }
+
+
+def evaluations(crop: int) -> tuple[tuple[str, int | str | None], ...]:
+    """The scores taken: whole images, the training crop's tiles, and those tiles overlapping
+    by half with their logits averaged (which separates tile-border losses from size effects)."""
+    return ("whole", None), ("tiled", crop), ("slide", f"slide:{crop}")
 
 
 def step_gflops(arch: str, args: argparse.Namespace) -> dict[str, float]:
@@ -236,6 +268,7 @@ def run(args: argparse.Namespace, command: str, log=print) -> dict[str, Any] | N
         "classes": CLASSES,
         "loss": LOSS,
         "seglab_kwargs": seglab_options(args),
+        "seglab_models": {k: v for k, v in MODEL.items() if k in args.archs},
         "smp_classes": SMP_CLASSES,
         "plain": plain,
         "flops": flops,

@@ -51,6 +51,8 @@ def merge(
         "command": command,
         "plain": [r for p in parts for r in p["plain"]],
         "flops": {k: v for p in parts for k, v in p["flops"].items()},
+        "seglab_kwargs": {k: v for p in parts for k, v in p["seglab_kwargs"].items()},
+        "seglab_models": {k: v for p in parts for k, v in p.get("seglab_models", {}).items()},
         "product": [r for p in parts for r in p["product"]],
         "jobs": len(parts),
         "jobs_at_once": jobs,

@@ -29,6 +29,7 @@ def datamodule(args: argparse.Namespace) -> Any:
         dataset_kwargs=reader_kwargs(),
         batch_size=args.batch,
         num_workers=0,  # the plain loop augments in the training process too
+        cache=True,  # the plain loop holds the images in memory too
         mean=[MEAN],
         std=[STD],
         train_transforms=[
@@ -42,10 +43,10 @@ def datamodule(args: argparse.Namespace) -> Any:
 
 def task_kwargs(arch: str, args: argparse.Namespace) -> dict[str, Any]:
     """The task's primitives: the plain loop's model, loss, optimiser and schedule."""
-    from benchmarks.quality import LOSS, seglab_options
+    from benchmarks.quality import LOSS, MODEL, seglab_options
 
     return {
-        "model": arch,
+        "model": MODEL.get(arch, arch),
         "num_classes": 1,
         "task": "binary",
         "encoder_name": args.encoder,
@@ -64,6 +65,7 @@ def train_lightning(arch: str, seed: int, split: Split, args: argparse.Namespace
     import lightning as L
     from lightning.pytorch.callbacks import Callback
 
+    from benchmarks.quality import evaluations
     from seglab.tasks import SegmentationTask
 
     marks: list[float] = []
@@ -87,10 +89,7 @@ def train_lightning(arch: str, seed: int, split: Split, args: argparse.Namespace
     task.to(args.device)
     return {
         "times": times,
-        "scores": {
-            "whole": evaluate(task, split, None, args.device),
-            "tiled": evaluate(task, split, args.crop, args.device),
-        },
+        "scores": {v: evaluate(task, split, t, args.device) for v, t in evaluations(args.crop)},
     }
 
 

@@ -55,7 +55,12 @@ def setup_lines(res: dict[str, Any]) -> list[str]:
     """What was trained, how, on what."""
     a, split = res["args"], res["split"]
     loss = " + ".join(f"{w:g} x {n}" for n, w in res["loss"].items())
-    seg_kw = "; ".join(f"`{k}`: {v}" for k, v in res["seglab_kwargs"].items() if k in a["archs"])
+    models = res.get("seglab_models", {})
+    seg_kw = "; ".join(
+        f"`{k}`" + (f" (seglab `{models[k]}`)" if k in models else "") + f": {v}"
+        for k, v in res["seglab_kwargs"].items()
+        if k in a["archs"]
+    )
     smp = ", ".join(f"`{k}` = `smp.{c}`" for k, c in res["smp_classes"].items() if k in a["archs"])
     seeds = ", ".join(str(s) for s in dict.fromkeys(r["seed"] for r in res["plain"]))
     c = a["crop"]
@@ -75,11 +80,31 @@ def setup_lines(res: dict[str, Any]) -> list[str]:
         "(the plain loop trains the main output only).",
         f"Scores on the held-out images ({view} each image): {METRIC} over the classes from one "
         f"confusion summed over all pixels, predicted whole and cut into {c}x{c} tiles "
-        "(the training crop). Quality ratio = seglab / smp per seed, mean [min, max]. "
+        f"(the training crop); overlapping tiles: {c}x{c} windows a half window apart, their "
+        "logits averaged (mmsegmentation's slide inference), which keeps the tiles' context "
+        "but not their borders. Quality ratio = seglab / smp per seed, mean [min, max]. "
         "Time: the two models' steps interleaved in one process, order reversed every step; "
         f"ratio = median of the per-step ratios [interquartile range], the first {a['warmup']} "
         "steps left out.",
     ]
+
+
+def slide_points(runs: list[dict[str, Any]]) -> str:
+    """Whole minus overlapping-tile points of both sides, or a dash when not measured."""
+    if not all("slide" in r["scores"][s] for r in runs for s in ("seglab", "smp")):
+        return "-"
+    w = [seed_values(runs, s, "whole") for s in ("seglab", "smp")]
+    o = [seed_values(runs, s, "slide") for s in ("seglab", "smp")]
+    return f"{points(w[0], o[0])} / {points(w[1], o[1])}"
+
+
+def slide_note(runs: list[dict[str, Any]], side: str) -> str:
+    """The largest whole-minus-overlapping-tiles gap of ``side``, as a clause."""
+    if not all("slide" in r["scores"][side] for r in runs):
+        return ""
+    w, o = seed_values(runs, side, "whole"), seed_values(runs, side, "slide")
+    gap = max(abs(a - b) for a, b in zip(w, o, strict=True)) * 100
+    return f"; whole and overlapping tiles by up to {gap:.1f}"
 
 
 def plain_table(res: dict[str, Any], agree: float) -> list[str]:
@@ -88,8 +113,9 @@ def plain_table(res: dict[str, Any], agree: float) -> list[str]:
         f"| Architecture | Params M seglab / smp | Train GFLOPs per step seglab / smp | "
         f"{METRIC} whole seglab | {METRIC} whole smp | Quality ratio (whole) | Difference | "
         f"{METRIC} tiled seglab / smp | Whole - tiled (points) seglab / smp | "
+        "Whole - overlapping tiles (points) seglab / smp | "
         f"Dice {res['classes'][0]} whole seglab / smp | Time ratio | s per step seglab / smp |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     notes = []
     for arch in res["args"]["archs"]:
@@ -109,7 +135,8 @@ def plain_table(res: dict[str, Any], agree: float) -> list[str]:
             f"| {arch} | {p['seglab'] / 1e6:.2f} / {p['smp'] / 1e6:.2f} | "
             f"{f['seglab']:.2f} / {f['smp']:.2f} | {ms(sw)} | {ms(mw)} | {rtext} | "
             f"{verdict(sw, mw)} | {statistics.fmean(st):.3f} / {statistics.fmean(mt):.3f} | "
-            f"{points(sw, st)} / {points(mw, mt)} | {statistics.fmean(dice[0]):.3f} / "
+            f"{points(sw, st)} / {points(mw, mt)} | {slide_points(runs)} | "
+            f"{statistics.fmean(dice[0]):.3f} / "
             f"{statistics.fmean(dice[1]):.3f} | **{med:.2f}** [{lo:.2f}, {hi:.2f}] | "
             f"{statistics.median(ts):.3f} / {statistics.median(tm):.3f} |"
         )
@@ -123,7 +150,7 @@ def plain_table(res: dict[str, Any], agree: float) -> list[str]:
             if gap > agree:
                 notes.append(
                     f"- {side} {arch}: whole and tiled scores differ by up to {gap:.1f} points "
-                    f"over the seeds (criterion: within {agree:g})."
+                    f"over the seeds (criterion: within {agree:g}){slide_note(runs, side)}."
                 )
     return L + ([""] + notes if notes else [])
 
@@ -136,7 +163,8 @@ def product_table(res: dict[str, Any]) -> list[str]:
     L = [
         "\n### Through seglab's task and data module\n",
         "`SegmentationTask` (same model options, loss, optimiser, schedule) with `SegDataModule` "
-        "(folder reader, albumentations crop, flips and rotation, no loader workers) under "
+        "(folder reader with `cache: true`, albumentations crop, flips and rotation, no loader "
+        "workers) under "
         "`Trainer.fit` with validation, logging and checkpointing off, against smp in the plain "
         "loop on the same seed; the two runs alternate in order seed by seed. Time ratio = "
         "median Lightning step / median plain smp step per seed, median over seeds [min, max].\n",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from seglab.models.blocks import ConvNormAct, SeparableConv, resize_to
+from seglab.models.blocks import ConvNormAct, SeparableConv, pooled_conv, resize_to
 from seglab.models.context_heads import POOL_NORM_FIX, check_batch_statistics
 
 
@@ -27,7 +27,7 @@ class ImagePooling(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, norm: str | None = "bn") -> None:
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.conv = ConvNormAct(in_channels, out_channels, 1, norm=norm)
+        self.conv = pooled_conv(in_channels, out_channels, norm)
         self.batch_norm = norm in ("bn", "batchnorm")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,25 @@ def make_norm(norm: str | None, channels: int) -> nn.Module:
     return _NORMS[norm](channels)
 
 
+def pooled_conv(in_channels: int, out_channels: int, norm: str | None) -> ConvNormAct:
+    """1x1 conv -> norm -> ReLU for a pooled map (a ``1 x 1`` pyramid bin, image pooling).
+
+    On a ``1 x 1`` map a GroupNorm group of one channel holds a single value and normalises it
+    to 0, so the branch would put out a constant whatever the image (and raise at batch 1);
+    ``"gn"`` here gives every group at least two channels (at most 32 groups).
+    """
+    block = ConvNormAct(in_channels, out_channels, 1, norm=norm)
+    gn = block[1]
+    if isinstance(gn, nn.GroupNorm) and gn.num_channels // gn.num_groups < 2:
+        c = gn.num_channels
+        if c < 2:
+            raise ValueError(
+                f"norm='gn' on a pooled map of {c} channel normalises it to 0; use norm=None."
+            )
+        block[1] = nn.GroupNorm(max(g for g in range(1, min(32, c // 2) + 1) if c % g == 0), c)
+    return block
+
+
 def make_act(act: str | None) -> nn.Module:
     """Builds an activation by name (`relu`, `relu6`, `silu`, `gelu`, ...) or an identity."""
     if act is None:

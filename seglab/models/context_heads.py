@@ -184,13 +184,43 @@ def apply_multi_grid(encoder: Encoder, grid: Sequence[int]) -> bool:
 
 
 def context_encoder(
-    name: str, in_channels: int, output_stride: int, weights: str | None
+    name: str,
+    in_channels: int,
+    output_stride: int,
+    weights: str | None,
+    depth: int | None = None,
 ) -> Encoder:
-    """A timm encoder at ``output_stride``, checked: ``encoder.reductions[-1] == output_stride``."""
-    encoder = create_encoder(name, in_channels, output_stride, weights)
+    """A timm encoder at ``output_stride``, checked: ``encoder.reductions[-1] == output_stride``.
+
+    Args:
+        name: timm model name.
+        in_channels: Input image channels.
+        output_stride: Stride of the deepest map (timm dilates the stages beyond it).
+        weights: See :class:`~seglab.models.encoders.TimmEncoder`.
+        depth: Number of feature levels kept (smp's ``encoder_depth``); the stages after the
+            last kept level are not built. None keeps all.
+
+    Raises:
+        ValueError: ``depth`` outside ``1..levels``, or the deepest kept level is not at
+            ``output_stride``.
+    """
+    if depth is None:
+        encoder = create_encoder(name, in_channels, output_stride, weights)
+    else:
+        levels = len(create_encoder(name, in_channels, output_stride, None).channels)
+        if not 1 <= depth <= levels:
+            raise ValueError(
+                f"encoder_depth={depth}: encoder {name!r} has {levels} feature levels; "
+                f"choose 1..{levels} (None keeps all)."
+            )
+        kept = tuple(range(depth))
+        encoder = create_encoder(name, in_channels, output_stride, weights, out_indices=kept)
     if encoder.reductions[-1] != output_stride:
+        hint = f"; with encoder_depth={depth} set output_stride={encoder.reductions[-1]}" * (
+            depth is not None
+        )
         raise ValueError(
             f"Encoder {name!r} reaches output stride {encoder.reductions[-1]}, not the "
-            f"requested {output_stride} (reductions {encoder.reductions})."
+            f"requested {output_stride} (reductions {encoder.reductions}){hint}."
         )
     return encoder

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from seglab.models.blocks import ConvNormAct, resize_to
+from seglab.models.blocks import ConvNormAct, pooled_conv, resize_to
 from seglab.models.context_heads import (
     POOL_NORM_FIX,
     ContextModel,
@@ -51,7 +51,9 @@ class PyramidPooling(nn.Module):
         self.branches = nn.ModuleList(
             nn.Sequential(
                 nn.AdaptiveAvgPool2d(b),
-                ConvNormAct(in_channels, width, 1, norm=pool_norm if b == 1 else norm),
+                pooled_conv(in_channels, width, pool_norm)
+                if b == 1
+                else ConvNormAct(in_channels, width, 1, norm=norm),
             )
             for b in bins
         )
@@ -117,6 +119,11 @@ FIDELITY = Fidelity(
             "pool_norm=bn|gn|None",
         ),
         Deviation("auxiliary head on layer3, weight 0.4 in the task", "aux_head, aux_weight"),
+        Deviation(
+            "all encoder levels, the last two dilated (the paper); smp's PSPNet stops after "
+            "layer2",
+            "encoder_depth=None|3",
+        ),
     ),
 )
 
@@ -133,12 +140,16 @@ def build_pspnet(
     dropout: float = 0.1,
     aux_head: bool = True,
     pool_norm: str | None = "bn",
+    encoder_depth: int | None = None,
 ) -> ContextModel:
     """PSPNet on a dilated encoder; ``aux_head`` supervises the stage before the last.
 
     ``pool_norm`` normalises the ``1 x 1`` bin (BatchNorm, the paper's; None or ``"gn"`` train
-    at batch 1).
+    at batch 1). ``encoder_depth`` keeps that many encoder levels and does not build the rest:
+    None (the paper) keeps all, dilated to ``output_stride``; 3 is smp's PSPNet (ResNet up to
+    layer2, stride 8 without dilation, about a tenth of the training FLOPs on ResNet-18 at 128
+    px), whose auxiliary head then reads layer1.
     """
-    encoder = context_encoder(encoder_name, in_channels, output_stride, weights)
+    encoder = context_encoder(encoder_name, in_channels, output_stride, weights, encoder_depth)
     head = PSPHead(encoder.channels[-1], num_classes, bins, channels, dropout, pool_norm)
     return ContextModel(encoder, head, make_aux_head(aux_head, encoder, num_classes))

@@ -186,6 +186,52 @@ def test_pspnet_bin_one_takes_batchnorm() -> None:
     assert all(isinstance(b[1][1], nn.BatchNorm2d) for b in free.head.ppm.branches[1:])
 
 
+def test_pspnet_encoder_depth_is_smps_truncated_resnet() -> None:
+    import segmentation_models_pytorch as smp
+
+    torch.manual_seed(0)
+    model = create_model("pspnet", 1, "resnet18", in_channels=1, encoder_depth=3, aux_head=False)
+    ref = smp.PSPNet("resnet18", encoder_weights=None, in_channels=1, classes=1)  # depth 3
+    assert model.encoder.channels == [64, 64, 128] and model.encoder.reductions == [2, 4, 8]
+    names = {k.split(".")[0] for k in model.encoder.model.state_dict()}
+    assert not names & {"layer3", "layer4"}, names  # the dropped stages are not built
+    own = model.encoder.model.state_dict()
+    assert nn.Module.load_state_dict(ref.encoder, own, strict=False).unexpected_keys == []
+    x = torch.randn(2, 1, 64, 96)
+    model.eval(), ref.eval()
+    with torch.no_grad():
+        assert torch.allclose(model.encoder(x)[-1], ref.encoder(x)[3], atol=1e-5)
+        assert model(x).shape == (2, 1, 64, 96)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(encoder_depth=6), r"encoder_depth=6: encoder 'resnet18' has 5 feature levels"),
+        (dict(encoder_depth=3, output_stride=16), r"with encoder_depth=3 set output_stride=8"),
+    ],
+)
+def test_pspnet_encoder_depth_errors(kw: dict, match: str) -> None:
+    with torch.device("meta"), pytest.raises(ValueError, match=match):
+        create_model("pspnet", 2, "resnet18", **kw)
+
+
+@pytest.mark.parametrize("name", ["pspnet", "deeplabv3"])
+def test_group_norm_on_a_pooled_map_keeps_the_image_context(name: str) -> None:
+    # narrow pooled branches (32 and 16 channels): 1 channel per group would give 0 always
+    kw = dict(encoder_depth=3) if name == "pspnet" else dict(channels=16)
+    model = create_model(name, 2, "resnet18", pool_norm="gn", **kw)
+    branch = model.head.ppm.branches[0] if name == "pspnet" else model.head.aspp.branches[-1]
+    norm = next(m for m in branch.modules() if isinstance(m, nn.GroupNorm))
+    assert norm.num_channels // norm.num_groups >= 2
+    model.eval()
+    torch.manual_seed(0)
+    feats = [torch.randn(1, model.encoder.channels[-1], 4, 4) * s for s in (1.0, 3.0)]
+    with torch.no_grad():  # batch 1: trains and predicts without batch statistics
+        outs = [branch(f) for f in feats]
+    assert not torch.allclose(outs[0], outs[1]), "the pooled branch ignores its input"
+
+
 def test_multi_grid_on_a_non_resnet_raises() -> None:
     with torch.device("meta"):
         with pytest.raises(ValueError, match=r"multi_grid=\[1, 2, 4\] needs a ResNet"):

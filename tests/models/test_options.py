@@ -56,6 +56,7 @@ ALT: dict[Any, list[Any]] = {
     "decoder_channels": [[8, 8, 8, 8, 8], [8, 8, 8], [8, 8]],
     "base_channels": [8],
     "depth": [4],
+    "encoder_depth": [3],
 }
 #: Options whose effect depends on a decision the weights make: forced here in both models.
 PROBES: dict[tuple[str, str], Any] = {

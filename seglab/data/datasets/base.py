@@ -155,6 +155,34 @@ class SegDataset(Dataset):
         self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32)[:, None, None]
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32)[:, None, None]
         self._weights: dict[int, np.ndarray] = {}
+        self._cache: dict[int, dict[str, Any]] = {}
+
+    def fill_cache(self, max_bytes: float | None = None) -> tuple[int, int]:
+        """Reads items into memory once, decoded, before any augmentation (MONAI's
+        ``CacheDataset``), until ``max_bytes`` of arrays (None: every item).
+
+        Later reads of a cached item skip the file; each read gets its own copy of the arrays,
+        so no transform can alter the cache. Loader workers started after this share it.
+
+        Returns:
+            ``(items cached, bytes of their arrays)``.
+        """
+        used = 0
+        self._cache = {}
+        for index in range(len(self)):
+            sample = self.load(index)
+            size = sum(v.nbytes for v in sample.values() if isinstance(v, np.ndarray))
+            if max_bytes is not None and used + size > max_bytes:
+                break
+            self._cache[index], used = sample, used + size
+        return len(self._cache), used
+
+    def _read(self, index: int) -> dict[str, Any]:
+        """``load(index)``, from the cache when :meth:`fill_cache` kept it."""
+        hit = self._cache.get(index) if hasattr(self, "_cache") else None
+        if hit is None:
+            return self.load(index)
+        return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in hit.items()}
 
     def _weight(self, index: int, mask: np.ndarray) -> np.ndarray:
         """The U-Net weight map of the raw mask, computed once per item."""
@@ -175,7 +203,7 @@ class SegDataset(Dataset):
         aug_seed = None
         if isinstance(index, tuple):  # (augmentation seed, index) from SeededEpochSampler
             aug_seed, index = index
-        sample = self.load(index)
+        sample = self._read(index)
         image, mask, weight = sample["image"], sample.get("mask"), sample.get("weight")
         where = f"{sample.get('name', index)} ({type(self).__name__}[{index}])"
         image = scale_float_image(np.asarray(image), where, getattr(self, "image_scale", None))

@@ -60,6 +60,11 @@ def read_image(path: Path, channels: int | None) -> np.ndarray:
                 arr = np.asarray(im.convert("RGB"))
     except ValueError:
         raise
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"Image {path} is gone: it was listed when the data set was opened. Restore it, "
+            "or open the data set again."
+        ) from None
     except (OSError, SyntaxError) as err:
         raise ValueError(
             f"Cannot read image {path}: {err}. The file is corrupt or truncated; re-export or "

@@ -1,0 +1,76 @@
+"""``data.cache``: decoded items kept in memory, equal to reading the files, safe to augment."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from seglab.data.datamodule import SegDataModule
+from seglab.data.datasets.base import get_dataset_class
+
+Folder = get_dataset_class("folder")
+FLIPS = [{"name": "HorizontalFlip", "p": 1.0}]
+
+
+def module(root, cache, transforms=None) -> SegDataModule:
+    return SegDataModule(
+        dataset="folder",
+        root=str(root),
+        dataset_kwargs={"val_fraction": 0.5},
+        batch_size=2,
+        num_workers=0,
+        train_transforms=transforms,
+        cache=cache,
+    )
+
+
+def test_cached_items_equal_the_files_and_the_files_are_not_read_again(folder_data):
+    plain, cached = module(folder_data, False), module(folder_data, True)
+    plain.setup("fit")
+    cached.setup("fit")
+    ds = cached.datasets["train"]
+    assert len(ds._cache) == len(ds) > 0
+    want = {
+        s: [plain.datasets[s][i] for i in range(len(plain.datasets[s]))] for s in ("train", "val")
+    }
+    shutil.rmtree(folder_data / "images")  # every later read must come from memory
+    for split, items in want.items():
+        for i, a in enumerate(items):
+            b = cached.datasets[split][i]
+            assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+    with pytest.raises(FileNotFoundError, match="is gone"):
+        plain.datasets["train"].load(0)
+
+
+def test_a_transform_cannot_change_the_cache(folder_data):
+    dm = module(folder_data, True, FLIPS)
+    dm.setup("fit")
+    ds = dm.datasets["train"]
+    before = ds._cache[0]["image"].copy()
+    sample = ds._read(0)
+    sample["image"][:] = 0  # a transform writing into its input
+    first, second = ds[0], ds[0]
+    assert np.array_equal(ds._cache[0]["image"], before)
+    assert torch.equal(first["image"], second["image"])
+    unflipped = Folder(folder_data, "train", val_fraction=0.5)[0]["image"]
+    assert torch.equal(first["image"], unflipped.flip(-1))
+
+
+def test_the_cap_stops_the_cache(folder_data):
+    ds = Folder(folder_data, "train", val_fraction=0.5)
+    one = sum(v.nbytes for v in ds.load(0).values() if isinstance(v, np.ndarray))
+    assert ds.fill_cache(one * 1.5) == (1, one)
+    assert ds.fill_cache() == (len(ds), one * len(ds))
+    gib = one * 2.5 / 2**30
+    dm = module(folder_data, gib)
+    dm.setup("fit")
+    assert len(dm.datasets["train"]._cache) == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, "yes"])
+def test_a_bad_cache_value_is_refused(folder_data, bad):
+    with pytest.raises(ValueError, match="data.cache"):
+        module(folder_data, bad)
