@@ -120,8 +120,7 @@ FIDELITY = Fidelity(
         ),
         Deviation("auxiliary head on layer3, weight 0.4 in the task", "aux_head, aux_weight"),
         Deviation(
-            "all encoder levels, the last two dilated (the paper); smp's PSPNet stops after "
-            "layer2",
+            "all encoder levels, the last two dilated (the paper); smp's PSPNet stops after layer2",
             "encoder_depth=None|3",
         ),
     ),
