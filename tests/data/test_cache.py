@@ -32,7 +32,7 @@ def test_cached_items_equal_the_files_and_the_files_are_not_read_again(folder_da
     plain.setup("fit")
     cached.setup("fit")
     ds = cached.datasets["train"]
-    assert len(ds._cache) == len(ds) > 0
+    assert len(ds._memory) == len(ds) > 0
     want = {
         s: [plain.datasets[s][i] for i in range(len(plain.datasets[s]))] for s in ("train", "val")
     }
@@ -49,11 +49,11 @@ def test_a_transform_cannot_change_the_cache(folder_data):
     dm = module(folder_data, True, FLIPS)
     dm.setup("fit")
     ds = dm.datasets["train"]
-    before = ds._cache[0]["image"].copy()
+    before = ds._memory[0]["image"].copy()
     sample = ds._read(0)
     sample["image"][:] = 0  # a transform writing into its input
     first, second = ds[0], ds[0]
-    assert np.array_equal(ds._cache[0]["image"], before)
+    assert np.array_equal(ds._memory[0]["image"], before)
     assert torch.equal(first["image"], second["image"])
     unflipped = Folder(folder_data, "train", val_fraction=0.5)[0]["image"]
     assert torch.equal(first["image"], unflipped.flip(-1))
@@ -67,10 +67,21 @@ def test_the_cap_stops_the_cache(folder_data):
     gib = one * 2.5 / 2**30
     dm = module(folder_data, gib)
     dm.setup("fit")
-    assert len(dm.datasets["train"]._cache) == 2
+    assert len(dm.datasets["train"]._memory) == 2
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, "yes"])
 def test_a_bad_cache_value_is_refused(folder_data, bad):
     with pytest.raises(ValueError, match="data.cache"):
         module(folder_data, bad)
+
+
+def test_a_reader_with_its_own_memo_caches_too():
+    kw = dict(dataset="synthetic", dataset_kwargs={"size": 32, "num_samples": 4}, num_workers=0)
+    plain, cached = SegDataModule(**kw), SegDataModule(**kw, cache=True)
+    plain.setup("fit")
+    cached.setup("fit")
+    assert len(cached.datasets["train"]._memory) == 4
+    for i in range(4):
+        a, b = plain.datasets["train"][i], cached.datasets["train"][i]
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
