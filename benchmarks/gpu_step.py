@@ -43,9 +43,9 @@ class Config:
         return "+".join([self.precision] + ["cl"] * self.channels_last + ["compile"] * self.compile)
 
 
-def sync(device: torch.device) -> None:
-    """Waits for queued GPU work (a no-op on the CPU)."""
-    if device.type == "cuda":
+def sync(device: torch.device | str) -> None:
+    """Waits for queued GPU work (a no-op on the CPU), so that a timer reads finished work."""
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
 

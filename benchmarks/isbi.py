@@ -141,3 +141,24 @@ def evaluate(
     out = {f"dice/{n}": float(d) for n, d in zip(CLASSES, dice, strict=True)}
     out |= {f"iou/{n}": float(v) for n, v in zip(CLASSES, iou, strict=True)}
     return out | {"mIoU": float(iou.mean()), "dice": float(dice.mean())}
+
+
+def rng_state(seed: int | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The global CPU and CUDA RNG states (after seeding with ``seed`` when given)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return torch.get_rng_state(), cuda
+
+
+def set_rng_state(state: tuple[torch.Tensor, list[torch.Tensor]]) -> None:
+    """Restores :func:`rng_state`'s states."""
+    torch.set_rng_state(state[0])
+    if state[1]:
+        torch.cuda.set_rng_state_all(state[1])
+
+
+def evaluations(crop: int) -> tuple[tuple[str, int | str | None], ...]:
+    """The scores taken: whole images, the training crop's tiles, and those tiles overlapping
+    by half with their logits averaged (which separates tile-border losses from size effects)."""
+    return ("whole", None), ("tiled", crop), ("slide", f"slide:{crop}")

@@ -30,7 +30,20 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import torch
 from torch import nn
 
-from benchmarks.isbi import CLASSES, DATA, NAME, SPLIT, Split, batches, evaluate, load_split
+from benchmarks.gpu_step import sync
+from benchmarks.isbi import (
+    CLASSES,
+    DATA,
+    NAME,
+    SPLIT,
+    Split,
+    batches,
+    evaluate,
+    evaluations,
+    load_split,
+    rng_state,
+    set_rng_state,
+)
 from benchmarks.timing import (
     RESULTS,
     command_line,
@@ -43,18 +56,16 @@ from benchmarks.timing import (
     update_section,
 )
 
-#: seglab name -> smp class; both libraries' defaults otherwise.
+#: Row -> smp class, both libraries' defaults otherwise. ``pspnet_smp_budget`` is seglab's
+#: ``pspnet`` (``MODEL``) at smp's default compute (ResNet up to layer2), a tenth of the paper's.
 SMP_CLASSES = {
     "unet": "Unet",
     "unetplusplus": "UnetPlusPlus",
     "deeplabv3": "DeepLabV3",
     "deeplabv3plus": "DeepLabV3Plus",
     "pspnet": "PSPNet",
+    "pspnet_smp_budget": "PSPNet",
 }
-#: Rows that are not seglab's defaults: row name -> (seglab model, smp class). PSPNet's paper
-#: network (all ResNet stages, dilated to stride 8) does about 13x the FLOPs of smp's default
-#: (``encoder_depth=3``: ResNet up to layer2); this row meets smp at its compute budget.
-SMP_CLASSES["pspnet_smp_budget"] = "PSPNet"
 MODEL = {"pspnet_smp_budget": "pspnet"}
 #: The plain loop trains the main output only: heads that need a loss of their own are off.
 SEGLAB_KWARGS: dict[str, dict[str, Any]] = {
@@ -97,27 +108,6 @@ def hparams(args: argparse.Namespace) -> SimpleNamespace:
         poly_power=0.9,
         warmup_epochs=0.0,
     )
-
-
-def sync(device: str) -> None:
-    """Waits for the GPU, so that a timer reads finished work."""
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def rng_state(seed: int | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The global CPU and CUDA RNG states (after seeding with ``seed`` when given)."""
-    if seed is not None:
-        torch.manual_seed(seed)
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-    return torch.get_rng_state(), cuda
-
-
-def set_rng_state(state: tuple[torch.Tensor, list[torch.Tensor]]) -> None:
-    """Restores :func:`rng_state`'s states."""
-    torch.set_rng_state(state[0])
-    if state[1]:
-        torch.cuda.set_rng_state_all(state[1])
 
 
 def train_plain(
@@ -174,12 +164,6 @@ def train_plain(
         "scores": scores,
         "params": {s: n_params(m) for s, m in models.items()},
     }
-
-
-def evaluations(crop: int) -> tuple[tuple[str, int | str | None], ...]:
-    """The scores taken: whole images, the training crop's tiles, and those tiles overlapping
-    by half with their logits averaged (which separates tile-border losses from size effects)."""
-    return ("whole", None), ("tiled", crop), ("slide", f"slide:{crop}")
 
 
 def step_gflops(arch: str, args: argparse.Namespace) -> dict[str, float]:

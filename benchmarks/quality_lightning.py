@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.isbi import MEAN, STD, Split, evaluate, reader_kwargs
+from benchmarks.isbi import MEAN, STD, Split, evaluate, evaluations, reader_kwargs
 from benchmarks.timing import bench_trainer
 
 
@@ -65,7 +65,6 @@ def train_lightning(arch: str, seed: int, split: Split, args: argparse.Namespace
     import lightning as L
     from lightning.pytorch.callbacks import Callback
 
-    from benchmarks.quality import evaluations
     from seglab.tasks import SegmentationTask
 
     marks: list[float] = []
