@@ -81,3 +81,18 @@ def test_command_prints_a_table(capsys):
     flops = forward_flops(model, torch.zeros(1, 3, 64, 64))
     assert cells["GFLOPs"] == f"{flops / 1e9:.1f}"
     assert cells["Reference params"] == "9.04M"  # Zhou et al. 2018, beside it, not instead
+
+
+def test_readme_models_table_is_the_current_output():
+    from pathlib import Path
+
+    from seglab.models.cards import model_cards, to_markdown
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = to_markdown(model_cards(512, 21), 512, 21)
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    stale = [row for row in rows if row not in readme]
+    assert len(rows) == len(list_models()) and not stale, (
+        "README's models table is out of date; paste the rows of `seglab models --size 512 "
+        f"--num-classes 21`. Rows not in the README: {stale}"
+    )
