@@ -186,3 +186,14 @@ def test_validate_from_a_checkpoint_takes_tta_and_sliding_window(run, tmp_path):
     )  # fmt: skip
     assert cli.model.hparams.tta == {"flip": True}
     assert cli.model.hparams.sliding_window == {"window": [16, 16], "overlap": 0.5}
+
+
+def test_a_null_in_a_dotted_model_option_reaches_the_task_as_none(tmp_path):
+    cli = run_cli(
+        ["fit", "--config", DEFAULT, f"--run.root={tmp_path}", "--trainer.max_epochs=1",
+         *tiny_args(8), "--model.init_args.model_kwargs.weights=null"]
+    )  # fmt: skip
+    kwargs = cli.model.hparams.model_kwargs
+    assert "weights" in kwargs and kwargs["weights"] is None, kwargs
+    saved = yaml.safe_load((cli.run_dir / "config.yaml").read_text())
+    assert saved["model"]["init_args"]["model_kwargs"]["weights"] is None

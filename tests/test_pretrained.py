@@ -154,16 +154,6 @@ def test_every_architecture_refuses_weights_it_cannot_take(name, tmp_path):
         tiny(name, weights=str(alien))
 
 
-@pytest.mark.parametrize("value", ["None", "null", "none", "random"])
-def test_a_null_from_the_command_line_means_random_init(value):
-    torch.manual_seed(0)
-    got = tiny("unet", encoder_name="resnet18", weights=value).encoder
-    torch.manual_seed(0)
-    ref = tiny("unet", encoder_name="resnet18").encoder
-    assert got.weights_info == {"weights": None}
-    assert torch.equal(got.model.conv1.weight, ref.model.conv1.weight)
-
-
 def test_plain_encoder_refuses_hub_weights_and_loads_its_own(tmp_path):
     with pytest.raises(ValueError, match="plain 'unet' encoder has no pretrained weights"):
         tiny("unet", weights="imagenet")

@@ -45,6 +45,19 @@ TOOLS = {
 }
 
 
+def restore_nulls(*mappings: dict[str, Any] | None) -> None:
+    """Turns the string ``"None"`` back into None in free-form option dicts, in place.
+
+    jsonargparse parses a dotted ``--model.init_args.model_kwargs.weights=null`` inside a
+    subclass's ``dict[str, Any]`` into the string ``"None"`` (the whole-dict form keeps None);
+    no seglab option takes that string, and every one that takes None means it.
+    """
+    for mapping in mappings:
+        for key, value in (mapping or {}).items():
+            if value == "None":
+                mapping[key] = None
+
+
 class SeglabCLI(LightningCLI):
     """LightningCLI with seglab's run folder, checkpointing and summary."""
 
@@ -92,6 +105,7 @@ class SeglabCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand]
         model_args = cfg.model.init_args if hasattr(cfg.model, "init_args") else cfg.model
+        restore_nulls(model_args.get("model_kwargs"), cfg.data.get("dataset_kwargs"))
         check_task(model_args.task, model_args.num_classes)
         run = cfg.run
         self.name_experiment(cfg)

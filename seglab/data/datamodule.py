@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Sampler, WeightedRandomSampler
 
-from seglab.data.datasets.base import SegDataset, check_dataset_kwargs, get_dataset_class
+from seglab.data.datasets.base import SegDataset, get_dataset_class
 from seglab.data.transforms import build_transforms
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,6 @@ class SegDataModule(L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         self.reader = get_dataset_class(dataset)
-        check_dataset_kwargs(dataset, self.reader, dataset_kwargs)
         self.train_tf = build_transforms(train_transforms)
         self.val_tf = build_transforms(val_transforms)
         if num_workers is None:

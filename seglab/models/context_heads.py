@@ -207,7 +207,8 @@ def context_encoder(
     if depth is None:
         encoder = create_encoder(name, in_channels, output_stride, weights)
     else:
-        levels = len(create_encoder(name, in_channels, output_stride, None).channels)
+        with torch.device("meta"):  # only to count the levels
+            levels = len(create_encoder(name, in_channels, output_stride, None).channels)
         if not 1 <= depth <= levels:
             raise ValueError(
                 f"encoder_depth={depth}: encoder {name!r} has {levels} feature levels; "

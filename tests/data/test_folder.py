@@ -83,14 +83,3 @@ def test_errors_name_the_files(tmp_path, folder_data):
     (folder_data / "images" / "img1.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     with pytest.raises(ValueError, match="img1.png.*corrupt"):
         ds.load(ds.stems.index("img1"))
-
-
-def test_a_reader_option_left_from_another_data_set_is_refused_at_construction(folder_data):
-    from seglab.data.datamodule import SegDataModule
-
-    with pytest.raises(ValueError, match=r"dataset_kwargs has size, which the 'folder' reader"):
-        SegDataModule(dataset="folder", root=str(folder_data), dataset_kwargs={"size": 80})
-    SegDataModule(dataset="synthetic", dataset_kwargs={"size": 80})  # its own option
-    ok = SegDataModule(dataset="folder", root=str(folder_data), dataset_kwargs={"channels": 1})
-    ok.setup("fit")
-    assert ok.datasets["train"][0]["image"].shape[0] == 1

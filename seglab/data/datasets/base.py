@@ -10,7 +10,6 @@ the albumentations pipeline to image, mask (and weight map) together and convert
 from __future__ import annotations
 
 import difflib
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -42,39 +41,6 @@ def get_dataset_class(name: str) -> type[SegDataset]:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"Unknown dataset {name!r}.{hint} Valid: {', '.join(sorted(_DATASETS))}.")
     return _DATASETS[name]
-
-
-def reader_options(reader: type) -> set[str] | None:
-    """The keyword arguments ``reader`` takes, following ``**kwargs`` up its bases; None when
-    one of them takes any keyword (nothing can be checked)."""
-    names: set[str] = set()
-    for cls in reader.__mro__:
-        if "__init__" not in vars(cls) or cls is object:
-            continue
-        params = inspect.signature(vars(cls)["__init__"]).parameters.values()
-        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            return names - {"self"}
-    return None
-
-
-def check_dataset_kwargs(dataset: str, reader: type, kwargs: dict[str, Any] | None) -> None:
-    """Refuses ``dataset_kwargs`` keys that ``reader`` does not take, before anything runs.
-
-    Raises:
-        ValueError: Naming the keys, the reader's options and the usual cause.
-    """
-    valid = reader_options(reader)
-    own = {"root", "split", "transform"}  # set by the data module
-    bad = sorted(set(kwargs or {}) - (valid or set())) if valid is not None else []
-    if bad:
-        opts = ", ".join(sorted(valid - own))
-        raise ValueError(
-            f"data.dataset_kwargs has {', '.join(bad)}, which the {dataset!r} reader does not "
-            f"take (its options: {opts}). A key left from another data set's config (the "
-            "synthetic reader's size, say) is the usual cause: drop it, e.g. "
-            "--data.dataset_kwargs='{}' and then the keys this reader needs."
-        )
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
