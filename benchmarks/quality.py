@@ -87,7 +87,8 @@ def build(side: str, arch: str, args: argparse.Namespace, seed: int) -> nn.Modul
         import segmentation_models_pytorch as smp
 
         cls = getattr(smp, SMP_CLASSES[arch])
-        model = cls(args.encoder, encoder_weights=None, in_channels=1, classes=1)
+        options = (getattr(args, "smp_options", None) or {}).get(arch, {})
+        model = cls(args.encoder, encoder_weights=None, in_channels=1, classes=1, **options)
     return model.to(args.device)
 
 
@@ -203,12 +204,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--section", default="quality", help="Report section to (re)write.")
-    p.add_argument(
-        "--seglab-options",
-        type=json.loads,
-        default=None,
-        help='More seglab options per architecture, JSON: \'{"deeplabv3": {"output_stride": 8}}\'.',
-    )
+    for side, example in (("seglab", "output_stride"), ("smp", "encoder_output_stride")):
+        p.add_argument(
+            f"--{side}-options",
+            type=json.loads,
+            default=None,
+            help=f"More {side} options per architecture, JSON: "
+            f'\'{{"deeplabv3": {{"{example}": 16}}}}\'.',
+        )
     p.add_argument("--jobs", type=int, default=1, help="Architectures run side by side.")
     p.add_argument("--json", default=None, help="Write the measurements here (no report).")
     p.add_argument("--merge", nargs="+", default=None, help="Report from these --json files.")
@@ -252,6 +255,7 @@ def run(args: argparse.Namespace, command: str, log=print) -> dict[str, Any] | N
         "classes": CLASSES,
         "loss": LOSS,
         "seglab_kwargs": seglab_options(args),
+        "smp_kwargs": args.smp_options or {},
         "seglab_models": {k: v for k, v in MODEL.items() if k in args.archs},
         "smp_classes": SMP_CLASSES,
         "plain": plain,

@@ -53,6 +53,7 @@ def merge(
         "flops": {k: v for p in parts for k, v in p["flops"].items()},
         "seglab_kwargs": {k: v for p in parts for k, v in p["seglab_kwargs"].items()},
         "seglab_models": {k: v for p in parts for k, v in p.get("seglab_models", {}).items()},
+        "smp_kwargs": {k: v for p in parts for k, v in p.get("smp_kwargs", {}).items()},
         "product": [r for p in parts for r in p["product"]],
         "jobs": len(parts),
         "jobs_at_once": jobs,

@@ -76,8 +76,8 @@ def setup_lines(res: dict[str, Any]) -> list[str]:
         f"(seglab's `SegLoss`, binary); AdamW lr {a['lr']:g}, weight decay "
         f"{a['weight_decay']:g}, {a['scheduler']} schedule per step (seglab's `build_optimizer` "
         f"on both sides); {a['device']}, {a['threads']} thread(s).",
-        f"Models: each library's defaults ({smp}); seglab options set: {seg_kw or 'none'} "
-        "(the plain loop trains the main output only).",
+        f"Models: each library's defaults ({smp}); seglab options set: {seg_kw or 'none'}"
+        f"{smp_options(res, a['archs'])} (the plain loop trains the main output only).",
         f"Scores on the held-out images ({view} each image): {METRIC} over the classes from one "
         f"confusion summed over all pixels, predicted whole and cut into {c}x{c} tiles "
         f"(the training crop); overlapping tiles: {c}x{c} windows a half window apart, their "
@@ -87,6 +87,14 @@ def setup_lines(res: dict[str, Any]) -> list[str]:
         f"ratio = median of the per-step ratios [interquartile range], the first {a['warmup']} "
         "steps left out.",
     ]
+
+
+def smp_options(res: dict[str, Any], archs: list[str]) -> str:
+    """``; smp options set: ...`` for the architectures given some, else nothing."""
+    given = {k: v for k, v in res.get("smp_kwargs", {}).items() if k in archs and v}
+    if not given:
+        return ""
+    return "; smp options set: " + "; ".join(f"`{k}`: {v}" for k, v in given.items())
 
 
 def slide_points(runs: list[dict[str, Any]]) -> str:
@@ -213,6 +221,8 @@ def jobs_text(res: dict[str, Any]) -> str:
     if not res.get("jobs"):
         return ""
     if res.get("jobs_at_once") is None:
+        if res["jobs"] == 1:
+            return " (the time of the --json run, merged)"
         return f" (the longest of {res['jobs']} processes run side by side, merged)"
     return f" ({res['jobs']} processes, one per architecture, {res['jobs_at_once']} at a time)"
 

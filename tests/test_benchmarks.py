@@ -386,3 +386,23 @@ def test_jobs_give_each_process_one_architecture_and_merge_in_order():
     res = merge(parts, "cmd", 1.0, 2)
     assert res["args"]["archs"] == ["unet", "pspnet"] and res["jobs"] == 2
     assert len(res["plain"]) == len(parts[0]["plain"]) + len(parts[1]["plain"])
+
+
+def test_smp_options_reach_smp_and_the_report():
+    import segmentation_models_pytorch as smp
+
+    args = quality.parse(["--smp-options", '{"deeplabv3": {"encoder_output_stride": 16}}'])
+    built = quality.build("smp", "deeplabv3", args, 0)
+    torch.manual_seed(0)
+    want = smp.DeepLabV3(
+        "resnet18", encoder_weights=None, in_channels=1, classes=1, encoder_output_stride=16
+    )
+    x = torch.randn(1, 1, 64, 64)
+    built.eval(), want.eval()
+    assert torch.equal(built.encoder(x)[-1], want.encoder(x)[-1])
+    assert built.encoder(x)[-1].shape[-1] == 64 // 16
+    from benchmarks.quality_report import smp_options
+
+    res = {"smp_kwargs": args.smp_options}
+    assert "encoder_output_stride" in smp_options(res, ["deeplabv3"])
+    assert smp_options(res, ["unet"]) == ""

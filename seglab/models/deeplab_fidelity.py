@@ -50,8 +50,8 @@ FIDELITY_V3 = Fidelity(
             "multi-grid); the paper trains at stride 16 (rates 6/12/18)",
             "output_stride=16",
             "measured: on ISBI 2012 at stride 16 the 16x up-sampled scores lose the thin "
-            "membranes and seglab fell below smp (stride 8); at 8 it is above "
-            "(benchmarks/RESULTS.md)",
+            "membranes, seglab's and smp's alike (smp at stride 16 too); at 8 seglab is above "
+            "smp (benchmarks/RESULTS.md, sections quality and quality-deeplabv3-os16)",
         ),
         Deviation(_V1_5 + "the paper's TF ResNet is v1 (same parameters)", "encoder_name"),
         _POOL_NORM,
