@@ -398,7 +398,8 @@ def test_smp_options_reach_smp_and_the_report():
         "resnet18", encoder_weights=None, in_channels=1, classes=1, encoder_output_stride=16
     )
     x = torch.randn(1, 1, 64, 64)
-    built.eval(), want.eval()
+    built.eval()
+    want.eval()
     assert torch.equal(built.encoder(x)[-1], want.encoder(x)[-1])
     assert built.encoder(x)[-1].shape[-1] == 64 // 16
     from benchmarks.quality_report import smp_options
