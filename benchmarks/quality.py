@@ -112,12 +112,18 @@ def hparams(args: argparse.Namespace) -> SimpleNamespace:
 
 
 def train_plain(
-    arch: str, seed: int, split: Split, args: argparse.Namespace, sides=("seglab", "smp")
+    arch: str,
+    seed: int,
+    split: Split,
+    args: argparse.Namespace,
+    sides=("seglab", "smp"),
+    time_batches: bool = False,
 ) -> dict[str, Any]:
     """Trains ``sides`` of ``arch`` on one seed's stream, steps interleaved, and scores them.
 
     Each side keeps its own global-RNG stream (dropout), so one side's draws never depend on
-    the other's model.
+    the other's model. ``time_batches`` (one side only) adds drawing and augmenting the step's
+    batch to its time, as a Lightning step's time includes its data loader's.
 
     Returns:
         ``{"arch", "seed", "times": {side: [s per step]}, "scores": {side: {"whole": {...},
@@ -126,6 +132,8 @@ def train_plain(
     from seglab.losses import SegLoss
     from seglab.tasks.optim import build_optimizer
 
+    if time_batches and len(sides) != 1:
+        raise ValueError("time_batches times one side's batches; pass one side.")
     loss_fn = SegLoss(LOSS, task="binary", num_classes=1).to(args.device)
     models = {s: build(s, arch, args, seed) for s in sides}
     opts = {}
@@ -137,7 +145,9 @@ def train_plain(
     times: dict[str, list[float]] = {s: [] for s in sides}
     rng = {s: rng_state(seed) for s in sides}  # each side's dropout draws its own stream
     for i in range(args.steps):
+        drawn = time.perf_counter()
         x, y = next(stream)
+        drawing = time.perf_counter() - drawn if time_batches else 0.0
         for s in sides if i % 2 == 0 else sides[::-1]:
             opt, sched = opts[s]
             set_rng_state(rng[s])
@@ -152,7 +162,7 @@ def train_plain(
             sched.step()
             sync(args.device)
             if i >= args.warmup:
-                times[s].append(time.perf_counter() - start)
+                times[s].append(time.perf_counter() - start + drawing)
             rng[s] = rng_state()
     scores = {
         s: {v: evaluate(m, split, t, args.device) for v, t in evaluations(args.crop)}

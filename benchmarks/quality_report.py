@@ -176,8 +176,9 @@ def product_table(res: dict[str, Any]) -> list[str]:
         "`Trainer.fit` with validation, logging and checkpointing off, against smp in the plain "
         "loop on the same seed; the two runs alternate in order seed by seed. Time ratio = "
         "median Lightning step / median plain smp step per seed, median over seeds [min, max]; "
-        "a Lightning step is timed from one batch end to the next, so it includes loading and "
-        "augmenting its batch, which the plain loop's step leaves out.\n",
+        "both include drawing and augmenting the step's batch: a Lightning step is timed from "
+        "one batch end to the next, a plain smp step from drawing its batch to its scheduler "
+        "step.\n",
         f"| Architecture | {METRIC} whole seglab task | {METRIC} whole smp | Quality ratio | "
         f"Difference | {METRIC} tiled seglab task / smp | Whole - tiled (points) seglab task / "
         "smp | Time ratio | s per step seglab task / smp |",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import ast
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -324,6 +325,25 @@ def test_quality_benchmark_skips_without_data(tmp_path):
     args = quality.parse(["--data", str(tmp_path / "absent"), "--out", str(tmp_path / "R.md")])
     assert quality.run(args, "cmd", log=lambda _: None) is None
     assert not (tmp_path / "R.md").exists()
+
+
+def test_the_product_baseline_times_its_batches_too(monkeypatch):
+    """smp's plain step in the product comparison includes drawing its batch, as a Lightning
+    step includes its loader's; the plain comparison's steps do not."""
+
+    def slow_batches(split, batch, crop, seed, device="cpu"):
+        while True:
+            time.sleep(0.5)
+            yield torch.rand(batch, 1, crop, crop), torch.randint(0, 2, (batch, crop, crop))
+
+    monkeypatch.setattr(quality, "batches", slow_batches)
+    monkeypatch.setattr(quality, "evaluate", lambda *a: {})
+    args = quality.parse(["--steps", "3", "--warmup", "0", "--crop", "32"])
+    plain = quality.train_plain("unet", 0, None, args, sides=("smp",))["times"]["smp"]
+    timed = quality.train_plain("unet", 0, None, args, ("smp",), time_batches=True)["times"]
+    assert min(timed["smp"]) >= 0.5 > max(plain)
+    with pytest.raises(ValueError, match="one side"):
+        quality.train_plain("unet", 0, None, args, time_batches=True)
 
 
 def test_quality_benchmark_tiny_run(shared_data, tmp_path):

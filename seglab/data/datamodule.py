@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler, WeightedRandomSampler
 
 from seglab.data.datasets.base import SegDataset, get_dataset_class
-from seglab.data.transforms import build_transforms
+from seglab.data.transforms import build_transforms, seed_transform
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def _worker_init(_: int) -> None:
     info = torch.utils.data.get_worker_info()
     transform = getattr(info.dataset, "transform", None) if info else None
     if transform is not None:  # albumentations' Compose has its own RNG: seed it per worker
-        transform.set_random_seed(torch.initial_seed() % 2**32)
+        seed_transform(transform, torch.initial_seed() % 2**32)
 
 
 class SeededEpochSampler(Sampler):
@@ -196,7 +196,7 @@ class SegDataModule(L.LightningDataModule):
             self.datasets["test"] = self.make_dataset(h.test_split or h.val_split)
         for tf in (self.train_tf, self.val_tf):  # reproducible augmentation with num_workers=0
             if tf is not None:
-                tf.set_random_seed(torch.initial_seed() % 2**32)
+                seed_transform(tf, torch.initial_seed() % 2**32)
         if stage == "predict" and "predict" not in self.datasets:
             self.datasets["predict"] = self.make_dataset("predict", root=h.predict_root or h.root)
 

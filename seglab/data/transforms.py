@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import random
 from typing import Any
 
 import albumentations as A
 import cv2
+import numpy as np
 
 
 def _build(spec: dict[str, Any]) -> A.BasicTransform:
@@ -52,3 +54,20 @@ def build_transforms(specs: list[dict[str, Any]] | None) -> A.Compose | None:
     if not specs:
         return None
     return A.Compose([_build(s) for s in specs], additional_targets={"weight": "mask"})
+
+
+def seed_transform(transform: Any, seed: int) -> None:
+    """Seeds an albumentations pipeline with one random stream that all its transforms share.
+
+    ``Compose.set_random_seed`` gives every transform a generator of its own with the *same*
+    seed, so the transforms draw the same numbers: two flips of equal ``p`` always fire
+    together, and a crop's position follows the flips. One shared pair of generators
+    (``set_random_state``) keeps the draws independent and the pipeline a function of ``seed``.
+    Pipelines without ``set_random_state`` fall back to ``set_random_seed``; others are left
+    alone.
+    """
+    if hasattr(transform, "set_random_state"):
+        transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        transform.seed = seed
+    elif hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(seed)

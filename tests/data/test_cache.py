@@ -45,6 +45,15 @@ def test_cached_items_equal_the_files_and_the_files_are_not_read_again(folder_da
         plain.datasets["train"].load(0)
 
 
+def test_the_cache_keeps_labels_in_the_smallest_type_that_holds_them(folder_data):
+    ds = Folder(folder_data, "train", val_fraction=0.5)
+    raw = ds.load(0)["mask"]
+    ds.fill_cache()
+    kept = ds._memory[0]["mask"]
+    assert raw.dtype == np.int64 and kept.dtype == np.uint8 and np.array_equal(kept, raw)
+    assert ds[0]["mask"].dtype == torch.int64
+
+
 def test_a_transform_cannot_change_the_cache(folder_data):
     dm = module(folder_data, True, FLIPS)
     dm.setup("fit")
@@ -61,7 +70,8 @@ def test_a_transform_cannot_change_the_cache(folder_data):
 
 def test_the_cap_stops_the_cache(folder_data):
     ds = Folder(folder_data, "train", val_fraction=0.5)
-    one = sum(v.nbytes for v in ds.load(0).values() if isinstance(v, np.ndarray))
+    raw = ds.load(0)
+    one = raw["image"].nbytes + raw["mask"].size  # the cache keeps these labels as uint8
     assert ds.fill_cache(one * 1.5) == (1, one)
     assert ds.fill_cache() == (len(ds), one * len(ds))
     gib = one * 2.5 / 2**30

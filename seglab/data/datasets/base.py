@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from seglab.data.transforms import seed_transform
+
 _DATASETS: dict[str, type[SegDataset]] = {}
 
 
@@ -111,6 +113,8 @@ def compact_mask(mask: np.ndarray) -> np.ndarray:
     under Rotate/Affine such a mask lands up to a pixel away from its image.
     """
     mask = np.asarray(mask)
+    if mask.dtype in (np.uint8, np.uint16):
+        return mask
     if mask.dtype.kind in "iu" and mask.size:
         lo, hi = int(mask.min()), int(mask.max())
         if lo >= 0 and hi <= 255:
@@ -162,7 +166,9 @@ class SegDataset(Dataset):
         ``CacheDataset``), until ``max_bytes`` of arrays (None: every item).
 
         Later reads of a cached item skip the file; each read gets its own copy of the arrays,
-        so no transform can alter the cache. Loader workers started after this share it.
+        so no transform can alter the cache. Loader workers started after this share it. Integer
+        masks are kept in the smallest unsigned type that holds their values (labels unchanged),
+        so a read copies and checks a quarter or an eighth of the bytes.
 
         Returns:
             ``(items cached, bytes of their arrays)``.
@@ -171,6 +177,8 @@ class SegDataset(Dataset):
         self._memory = {}
         for index in range(len(self)):
             sample = self.load(index)
+            if isinstance(sample.get("mask"), np.ndarray):
+                sample["mask"] = compact_mask(sample["mask"])
             size = sum(v.nbytes for v in sample.values() if isinstance(v, np.ndarray))
             if max_bytes is not None and used + size > max_bytes:
                 break
@@ -217,8 +225,8 @@ class SegDataset(Dataset):
                 kw["mask"] = compact_mask(mask)
             if weight is not None:
                 kw["weight"] = weight
-            if aug_seed is not None and hasattr(self.transform, "set_random_seed"):
-                self.transform.set_random_seed(aug_seed)
+            if aug_seed is not None:
+                seed_transform(self.transform, aug_seed)
             out = self.transform(**kw)
             image, mask, weight = out["image"], out.get("mask"), out.get("weight")
         x = image_to_tensor(np.asarray(image))
