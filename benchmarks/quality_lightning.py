@@ -108,7 +108,7 @@ def bench_lightning(
                 if side == "lightning":
                     runs[side] = train_lightning(arch, seed, split, args)
                 else:
-                    r = train_plain(arch, seed, split, args, sides=("smp",), time_batches=True)
+                    r = train_plain(arch, seed, split, args, sides=("smp",))
                     runs[side] = {"times": r["times"]["smp"], "scores": r["scores"]["smp"]}
             rows.append({"arch": arch, "seed": seed, **runs})
             log(
