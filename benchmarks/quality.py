@@ -21,16 +21,13 @@ import json
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-from torch import nn
 
-from benchmarks.gpu_step import sync
 from benchmarks.isbi import (
     CLASSES,
     DATA,
@@ -41,8 +38,16 @@ from benchmarks.isbi import (
     evaluate,
     evaluations,
     load_split,
-    rng_state,
-    set_rng_state,
+)
+from benchmarks.quality_models import (  # noqa: F401 (the benchmark's names, re-exported)
+    LOSS,
+    MODEL,
+    SEGLAB_KWARGS,
+    SMP_CLASSES,
+    Side,
+    build,
+    hparams,
+    seglab_options,
 )
 from benchmarks.timing import (
     RESULTS,
@@ -55,55 +60,6 @@ from benchmarks.timing import (
     train_flops,
     update_section,
 )
-
-#: Row -> smp class, both libraries' defaults otherwise. ``pspnet_smp_budget`` is seglab's
-#: ``pspnet`` (``MODEL``) at smp's default compute (ResNet up to layer2), a tenth of the paper's.
-SMP_CLASSES = {
-    "unet": "Unet",
-    "unetplusplus": "UnetPlusPlus",
-    "deeplabv3": "DeepLabV3",
-    "deeplabv3plus": "DeepLabV3Plus",
-    "pspnet": "PSPNet",
-    "pspnet_smp_budget": "PSPNet",
-}
-MODEL = {"pspnet_smp_budget": "pspnet"}
-#: The plain loop trains the main output only: heads that need a loss of their own are off.
-SEGLAB_KWARGS: dict[str, dict[str, Any]] = {
-    "pspnet": {"aux_head": False},
-    "pspnet_smp_budget": {"aux_head": False, "encoder_depth": 3, "channels": 128},
-}
-LOSS = {"ce": 1.0, "dice": 1.0}
-
-
-def build(side: str, arch: str, args: argparse.Namespace, seed: int) -> nn.Module:
-    """seglab's or smp's ``arch`` on ``args.encoder`` (random init, seeded), one logit."""
-    torch.manual_seed(seed)
-    if side == "seglab":
-        from seglab.models import create_model
-
-        options = seglab_options(args).get(arch, {})
-        model = create_model(MODEL.get(arch, arch), 1, args.encoder, in_channels=1, **options)
-    else:
-        import segmentation_models_pytorch as smp
-
-        cls = getattr(smp, SMP_CLASSES[arch])
-        options = (getattr(args, "smp_options", None) or {}).get(arch, {})
-        model = cls(args.encoder, encoder_weights=None, in_channels=1, classes=1, **options)
-    return model.to(args.device)
-
-
-def seglab_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """seglab's options per architecture: :data:`SEGLAB_KWARGS`, then ``--seglab-options``."""
-    extra = getattr(args, "seglab_options", None) or {}
-    return {a: {**SEGLAB_KWARGS.get(a, {}), **extra.get(a, {})} for a in {*SEGLAB_KWARGS, *extra}}
-
-
-def hparams(args: argparse.Namespace) -> SimpleNamespace:
-    """The optimiser and schedule settings, as the task's hyper-parameters name them."""
-    fixed = {"optimizer": "adamw", "momentum": 0.9, "poly_power": 0.9, "warmup_epochs": 0.0}
-    return SimpleNamespace(
-        **fixed, lr=args.lr, weight_decay=args.weight_decay, scheduler=args.scheduler
-    )
 
 
 def train_plain(
@@ -119,41 +75,19 @@ def train_plain(
         ``{"arch", "seed", "times": {side: [s per step]}, "scores": {side: {"whole": {...},
         "tiled": {...}}}, "params": {side: n}}``; times exclude the warm-up steps.
     """
-    from seglab.losses import SegLoss
-    from seglab.tasks.optim import build_optimizer
-
-    loss_fn = SegLoss(LOSS, task="binary", num_classes=1).to(args.device)
-    models = {s: build(s, arch, args, seed) for s in sides}
-    opts = {}
-    for s, m in models.items():
-        built = build_optimizer(m.named_parameters(), hparams(args), args.steps, 1)
-        opts[s] = (built["optimizer"], built["lr_scheduler"]["scheduler"])
-        m.train()
+    models = {s: Side(s, arch, args, seed) for s in sides}
     stream = batches(split, args.batch, args.crop, seed, args.device)
     times: dict[str, list[float]] = {s: [] for s in sides}
-    rng = {s: rng_state(seed) for s in sides}  # each side's dropout draws its own stream
     for i in range(args.steps):
         drawn = time.perf_counter()
         x, y = next(stream)
         drawing = time.perf_counter() - drawn if len(sides) == 1 else 0.0
         for s in sides if i % 2 == 0 else sides[::-1]:
-            opt, sched = opts[s]
-            set_rng_state(rng[s])
-            sync(args.device)
-            start = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            loss, _ = loss_fn(logits_of(models[s](x)), y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{s} {arch} seed {seed}: non-finite loss at step {i}")
-            loss.backward()
-            opt.step()
-            sched.step()
-            sync(args.device)
+            seconds = models[s].step(x, y, i)
             if i >= args.warmup:
-                times[s].append(time.perf_counter() - start + drawing)
-            rng[s] = rng_state()
+                times[s].append(seconds + drawing)
     scores = {
-        s: {v: evaluate(m, split, t, args.device) for v, t in evaluations(args.crop)}
+        s: {v: evaluate(m.model, split, t, args.device) for v, t in evaluations(args.crop)}
         for s, m in models.items()
     }
     return {
@@ -161,7 +95,7 @@ def train_plain(
         "seed": seed,
         "times": times,
         "scores": scores,
-        "params": {s: n_params(m) for s, m in models.items()},
+        "params": {s: n_params(m.model) for s, m in models.items()},
     }
 
 

@@ -1,6 +1,6 @@
 """The quality benchmark through seglab's product: ``SegmentationTask`` and ``SegDataModule``
 (the ``folder`` reader, albumentations crops, flips and rotations) under ``Trainer.fit``, against
-smp in the plain loop, for the same seeds and steps; whole runs alternate.
+smp's plain-loop steps interleaved in the same run, for the same seeds and steps.
 """
 
 from __future__ import annotations
@@ -14,7 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.callbacks import Callback
+
+from benchmarks.gpu_step import sync
 from benchmarks.isbi import MEAN, STD, Split, evaluate, evaluations, reader_kwargs
+from benchmarks.quality_models import Side
 from benchmarks.timing import bench_trainer
 
 
@@ -43,7 +47,7 @@ def datamodule(args: argparse.Namespace) -> Any:
 
 def task_kwargs(arch: str, args: argparse.Namespace) -> dict[str, Any]:
     """The task's primitives: the plain loop's model, loss, optimiser and schedule."""
-    from benchmarks.quality import LOSS, MODEL, seglab_options
+    from benchmarks.quality_models import LOSS, MODEL, seglab_options
 
     return {
         "model": MODEL.get(arch, arch),
@@ -60,56 +64,89 @@ def task_kwargs(arch: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def train_lightning(arch: str, seed: int, split: Split, args: argparse.Namespace) -> dict:
-    """``Trainer.fit`` of seglab's task for ``args.steps`` steps; per-step times and scores."""
-    import lightning as L
-    from lightning.pytorch.callbacks import Callback
+class Interleaved(Callback):
+    """A Lightning callback that trains smp's plain-loop :class:`Side` one step per Lightning
+    step, in the same process: before the Lightning step on even steps (after its loader drew
+    the batch), after it on odd ones, so neither side always runs first.
 
+    ``lightning`` holds each Lightning step's seconds, from one batch end to the next less the
+    smp step run between them; ``smp`` holds each smp step's, drawing its batch included.
+    """
+
+    def __init__(self, side: Any, stream: Any, device: str) -> None:
+        self.side, self.stream, self.device = side, stream, device
+        self.i, self.last, self.inside = 0, None, 0.0
+        self.lightning: list[float] = []
+        self.smp: list[float] = []
+
+    def _smp_step(self) -> None:
+        start = time.perf_counter()
+        x, y = next(self.stream)
+        drawing = time.perf_counter() - start
+        self.smp.append(drawing + self.side.step(x, y, self.i))
+        self.inside = time.perf_counter() - start
+
+    def on_train_batch_start(self, *a: Any) -> None:
+        if self.i % 2 == 0:
+            self._smp_step()
+
+    def on_train_batch_end(self, *a: Any) -> None:
+        if self.i % 2 == 1:
+            self._smp_step()
+        sync(self.device)
+        now = time.perf_counter()
+        if self.last is not None:
+            self.lightning.append(now - self.last - self.inside)
+        self.last, self.inside, self.i = now, 0.0, self.i + 1
+
+
+def train_lightning(arch: str, seed: int, split: Split, args: argparse.Namespace) -> dict:
+    """``Trainer.fit`` of seglab's task for ``args.steps`` steps with smp's plain-loop steps
+    interleaved (:class:`Interleaved`); both sides' per-step times and scores.
+
+    smp's side is built first (its own seeded init and dropout stream), then the global seed is
+    set and the task built, so each side trains exactly as it would alone.
+    """
+    import lightning as L
+
+    from benchmarks.quality import batches
     from seglab.tasks import SegmentationTask
 
-    marks: list[float] = []
-
-    class Marks(Callback):
-        def on_train_batch_end(self, *a: Any) -> None:
-            if args.device.startswith("cuda"):
-                import torch
-
-                torch.cuda.synchronize()
-            marks.append(time.perf_counter())
-
+    smp = Side("smp", arch, args, seed)
+    stream = batches(split, args.batch, args.crop, seed, args.device)
+    steps = Interleaved(smp, stream, args.device)
     L.seed_everything(seed, verbose=False)
     task = SegmentationTask(**task_kwargs(arch, args))
     quiet = contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO())
     with tempfile.TemporaryDirectory() as tmp, quiet[0], quiet[1]:
         accelerator = "gpu" if args.device.startswith("cuda") else "cpu"
-        trainer = bench_trainer(Path(tmp), [Marks()], accelerator, False, max_steps=args.steps)
+        trainer = bench_trainer(Path(tmp), [steps], accelerator, False, max_steps=args.steps)
         trainer.fit(task, datamodule=datamodule(args))
-    times = [b - a for a, b in zip(marks, marks[1:], strict=False)][max(0, args.warmup - 1) :]
     task.to(args.device)
+    warm = max(1, args.warmup)  # the first Lightning time is step 1's: step 0 is never timed
     return {
-        "times": times,
-        "scores": {v: evaluate(task, split, t, args.device) for v, t in evaluations(args.crop)},
+        "lightning": {
+            "times": steps.lightning[warm - 1 :],
+            "scores": {v: evaluate(task, split, t, args.device) for v, t in evaluations(args.crop)},
+        },
+        "smp": {
+            "times": steps.smp[warm:],
+            "scores": {
+                v: evaluate(smp.model, split, t, args.device) for v, t in evaluations(args.crop)
+            },
+        },
     }
 
 
 def bench_lightning(
     args: argparse.Namespace, split: Split, log: Callable[[str], None]
 ) -> list[dict[str, Any]]:
-    """For each product architecture and seed: the Lightning run and smp's plain run, in
-    alternating order. One row per (architecture, seed)."""
-    from benchmarks.quality import train_plain
-
+    """For each product architecture and seed: the Lightning run with smp's plain-loop steps
+    interleaved. One row per (architecture, seed)."""
     rows = []
     for arch in args.lightning_archs:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            runs: dict[str, Any] = {}
-            order = ("lightning", "smp") if seed % 2 == 0 else ("smp", "lightning")
-            for side in order:
-                if side == "lightning":
-                    runs[side] = train_lightning(arch, seed, split, args)
-                else:
-                    r = train_plain(arch, seed, split, args, sides=("smp",))
-                    runs[side] = {"times": r["times"]["smp"], "scores": r["scores"]["smp"]}
+            runs = train_lightning(arch, seed, split, args)
             rows.append({"arch": arch, "seed": seed, **runs})
             log(
                 f"product {arch} seed {seed}: mIoU whole "

@@ -51,18 +51,28 @@ def points(whole: list[float], tiled: list[float]) -> str:
     return f"{100 * statistics.fmean(w - t for w, t in zip(whole, tiled, strict=True)):+.1f}"
 
 
+def runs(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every run: the plain loop's, then the product's."""
+    return [*res["plain"], *res["product"]]
+
+
+def trained(res: dict[str, Any]) -> list[str]:
+    """The architectures with a run, in order."""
+    return list(dict.fromkeys(r["arch"] for r in runs(res)))
+
+
 def setup_lines(res: dict[str, Any]) -> list[str]:
     """What was trained, how, on what."""
     a, split = res["args"], res["split"]
     loss = " + ".join(f"{w:g} x {n}" for n, w in res["loss"].items())
-    models = res.get("seglab_models", {})
+    models, archs = res.get("seglab_models", {}), trained(res)
     seg_kw = "; ".join(
         f"`{k}`" + (f" (seglab `{models[k]}`)" if k in models else "") + f": {v}"
         for k, v in res["seglab_kwargs"].items()
-        if k in a["archs"]
+        if k in archs
     )
-    smp = ", ".join(f"`{k}` = `smp.{c}`" for k, c in res["smp_classes"].items() if k in a["archs"])
-    seeds = ", ".join(str(s) for s in dict.fromkeys(r["seed"] for r in res["plain"]))
+    smp = ", ".join(f"`{k}` = `smp.{c}`" for k, c in res["smp_classes"].items() if k in archs)
+    seeds = ", ".join(str(s) for s in dict.fromkeys(r["seed"] for r in runs(res)))
     c = a["crop"]
     view = "whole" if a["eval_crop"] is None else f"top-left {a['eval_crop']}x{a['eval_crop']} of"
     return [
@@ -77,7 +87,7 @@ def setup_lines(res: dict[str, Any]) -> list[str]:
         f"{a['weight_decay']:g}, {a['scheduler']} schedule per step (seglab's `build_optimizer` "
         f"on both sides); {a['device']}, {a['threads']} thread(s).",
         f"Models: each library's defaults ({smp}); seglab options set: {seg_kw or 'none'}"
-        f"{smp_options(res, a['archs'])} (the plain loop trains the main output only).",
+        f"{smp_options(res, archs)} (the plain loop trains the main output only).",
         f"Scores on the held-out images ({view} each image): {METRIC} over the classes from one "
         f"confusion summed over all pixels, predicted whole and cut into {c}x{c} tiles "
         f"(the training crop); overlapping tiles: {c}x{c} windows a half window apart, their "
@@ -174,11 +184,13 @@ def product_table(res: dict[str, Any]) -> list[str]:
         "(folder reader with `cache: true`, albumentations crop, flips and rotation, no loader "
         "workers) under "
         "`Trainer.fit` with validation, logging and checkpointing off, against smp in the plain "
-        "loop on the same seed; the two runs alternate in order seed by seed. Time ratio = "
-        "median Lightning step / median plain smp step per seed, median over seeds [min, max]; "
-        "both include drawing and augmenting the step's batch: a Lightning step is timed from "
-        "one batch end to the next, a plain smp step from drawing its batch to its scheduler "
-        "step.\n",
+        "loop on the same seed, its steps run inside the same `Trainer.fit` by a callback, one "
+        "per Lightning step, before it on even steps and after it on odd ones, each side on its "
+        "own random streams (so each trains as it would alone). Time ratio = median of the "
+        "per-step ratios Lightning step / smp step over the seeds [interquartile range], the "
+        f"first {res['args']['warmup']} steps left out; both include drawing and augmenting the "
+        "step's batch: a Lightning step is timed from one batch end to the next less the smp "
+        "step between them, an smp step from drawing its batch to its scheduler step.\n",
         f"| Architecture | {METRIC} whole seglab task | {METRIC} whole smp | Quality ratio | "
         f"Difference | {METRIC} tiled seglab task / smp | Whole - tiled (points) seglab task / "
         "smp | Time ratio | s per step seglab task / smp |",
@@ -190,13 +202,13 @@ def product_table(res: dict[str, Any]) -> list[str]:
         mw = [r["smp"]["scores"]["whole"][METRIC] for r in runs]
         st = [r["lightning"]["scores"]["tiled"][METRIC] for r in runs]
         mt = [r["smp"]["scores"]["tiled"][METRIC] for r in runs]
-        tl = [statistics.median(r["lightning"]["times"]) for r in runs]
-        tp = [statistics.median(r["smp"]["times"]) for r in runs]
-        tr = [a / b for a, b in zip(tl, tp, strict=True)]
+        tl = [t for r in runs for t in r["lightning"]["times"]]
+        tp = [t for r in runs for t in r["smp"]["times"]]
+        med, lo, hi = ratio_stats(tl, tp) if tl else (float("nan"),) * 3
         L.append(
             f"| {arch} | {ms(sw)} | {ms(mw)} | {ratio_text(sw, mw)[1]} | {verdict(sw, mw)} | "
             f"{statistics.fmean(st):.3f} / {statistics.fmean(mt):.3f} | {points(sw, st)} / "
-            f"{points(mw, mt)} | **{statistics.median(tr):.2f}** [{min(tr):.2f}, {max(tr):.2f}] "
+            f"{points(mw, mt)} | **{med:.2f}** [{lo:.2f}, {hi:.2f}] "
             f"| {statistics.median(tl):.3f} / {statistics.median(tp):.3f} |"
         )
     return L
@@ -209,11 +221,13 @@ def seed_table(res: dict[str, Any]) -> list[str]:
         f"| Architecture | Seed | {METRIC} whole seglab / smp | {METRIC} tiled seglab / smp |",
         "|---|---:|---:|---:|",
     ]
-    for r in res["plain"]:
-        s = r["scores"]
+    for r in runs(res):
+        task = "lightning" in r
+        s = {k: r[k]["scores"] for k in ("lightning", "smp")} if task else r["scores"]
+        ours, name = ("lightning", f"{r['arch']} (task)") if task else ("seglab", r["arch"])
         L.append(
-            f"| {r['arch']} | {r['seed']} | {s['seglab']['whole'][METRIC]:.3f} / "
-            f"{s['smp']['whole'][METRIC]:.3f} | {s['seglab']['tiled'][METRIC]:.3f} / "
+            f"| {name} | {r['seed']} | {s[ours]['whole'][METRIC]:.3f} / "
+            f"{s['smp']['whole'][METRIC]:.3f} | {s[ours]['tiled'][METRIC]:.3f} / "
             f"{s['smp']['tiled'][METRIC]:.3f} |"
         )
     return L + ["\n</details>"]
@@ -238,7 +252,7 @@ def render_quality(res: dict[str, Any], agree: float = 2.0) -> list[str]:
     ]
     L += machine_lines(res["machine"], res["args"]["threads"], res["load_end"]) + [""]
     L += [line + "\n" for line in setup_lines(res)]
-    L += plain_table(res, agree)
+    L += plain_table(res, agree) if res["plain"] else []
     L += product_table(res)
     L += seed_table(res)
     return L + [""]
