@@ -425,3 +425,13 @@ def test_smp_options_reach_smp_and_the_report():
     res = {"smp_kwargs": args.smp_options}
     assert "encoder_output_stride" in smp_options(res, ["deeplabv3"])
     assert smp_options(res, ["unet"]) == ""
+
+
+def test_crop_cell_rows_are_their_rows_with_the_crop_as_pool_window():
+    args = quality.parse(["--crop", "96"])
+    options = quality.seglab_options(args)
+    for row, base in quality.CROP_CELLS.items():
+        assert options[row] == {**options[base], "pool_window": 96}
+    model = quality.build("seglab", "pspnet_smp_budget_crop_cells", args, 0)
+    assert model.head.ppm.window == 96 // model.encoder.reductions[-1]
+    assert set(quality.CROP_CELLS).isdisjoint(gpu.parse([]).archs)

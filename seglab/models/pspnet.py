@@ -7,6 +7,13 @@ head (3x3 conv 256, BN, ReLU, dropout, 1x1) supervises the stage before the last
 layer3); the task weighs its loss (0.4 in the paper). The ``1 x 1`` bin takes BatchNorm as in
 the paper, torchvision-style heads and smp, so training needs batches of at least 2 (a batch of
 1 gets a clear error); ``pool_norm=None`` (the first round) or ``"gn"`` trains at batch 1.
+
+The bins divide whatever map they get, so a model trained on crops pools cells several times
+larger on a whole image. ``pool_window`` (pixels; seglab's option, off by default) fixes the
+cells' size instead: bin ``b`` pools cells of ``pool_window / b`` pixels, and a larger image gets
+more of them. At ``pool_window`` the network is the paper's; the released Caffe models fix their
+pooling kernels the same way (60/30/20/10 on the 60x60 map of a 473 crop), and the paper only
+ever runs the network on crops of that size (sliding windows at test time).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from seglab.models.blocks import ConvNormAct, pooled_conv, resize_to
@@ -36,6 +44,9 @@ class PyramidPooling(nn.Module):
         channels: Width of each bin branch; ``C // len(bins)`` by default.
         norm: Normalisation of the branches.
         pool_norm: Normalisation of the ``1 x 1`` bin (``norm`` by default).
+        window: Cells of a fixed size: bin ``b`` pools cells of ``window / b`` positions of the
+            map, ``round(h * b / window)`` of them down the map (at least 1), and as many
+            across. None (the paper) divides every map into ``b x b`` cells.
     """
 
     def __init__(
@@ -45,8 +56,14 @@ class PyramidPooling(nn.Module):
         channels: int | None = None,
         norm: str | None = "bn",
         pool_norm: str | None = "bn",
+        window: int | None = None,
     ) -> None:
         super().__init__()
+        if window is not None and window < max(bins):
+            raise ValueError(
+                f"pool window of {window} map positions is smaller than bin {max(bins)}: its "
+                f"cells would be under one position; use a window of at least {max(bins)}."
+            )
         width = channels or in_channels // len(bins)
         self.branches = nn.ModuleList(
             nn.Sequential(
@@ -57,7 +74,7 @@ class PyramidPooling(nn.Module):
             )
             for b in bins
         )
-        self.bins = list(bins)
+        self.bins, self.window = list(bins), window
         self.pool_bn = pool_norm in ("bn", "batchnorm")
         self.out_channels = in_channels + len(bins) * width
 
@@ -67,8 +84,16 @@ class PyramidPooling(nn.Module):
         for b, branch in zip(self.bins, self.branches):
             if b == 1 and self.training and self.pool_bn:
                 check_batch_statistics(x[..., :1, :1], "PSPNet's 1x1 pyramid bin", POOL_NORM_FIX)
-            outs.append(resize_to(branch(x), x))
+            outs.append(resize_to(branch[1](self.pool(x, b)), x))
         return torch.cat(outs, dim=1)
+
+    def pool(self, x: torch.Tensor, b: int) -> torch.Tensor:
+        """Bin ``b``'s average-pooled grid of ``x``: ``b x b`` cells, or cells of
+        ``window / b`` positions with a window."""
+        if self.window is None:  # the module: export swaps it for an ONNX-friendly one
+            return self.branches[self.bins.index(b)][0](x)
+        grid = [max(1, round(n * b / self.window)) for n in x.shape[-2:]]
+        return F.adaptive_avg_pool2d(x, grid)
 
 
 class PSPHead(nn.Module):
@@ -81,6 +106,7 @@ class PSPHead(nn.Module):
         channels: Width of the 3x3 conv (512).
         dropout: Dropout2d probability before the classifier.
         pool_norm: Normalisation of the ``1 x 1`` bin.
+        window: Fixed pooling cells (map positions), see :class:`PyramidPooling`.
     """
 
     def __init__(
@@ -91,9 +117,10 @@ class PSPHead(nn.Module):
         channels: int = 512,
         dropout: float = 0.1,
         pool_norm: str | None = "bn",
+        window: int | None = None,
     ) -> None:
         super().__init__()
-        self.ppm = PyramidPooling(in_channels, bins, pool_norm=pool_norm)
+        self.ppm = PyramidPooling(in_channels, bins, pool_norm=pool_norm, window=window)
         self.block = ConvNormAct(self.ppm.out_channels, channels, 3)
         self.drop = nn.Dropout2d(dropout)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
@@ -123,6 +150,12 @@ FIDELITY = Fidelity(
             "all encoder levels, the last two dilated (the paper); smp's PSPNet stops after layer2",
             "encoder_depth=None|3",
         ),
+        Deviation(
+            "bins divide the whole input (the paper's formula; its models only see crops); "
+            "cells of a fixed size, the released Caffe models' fixed kernels, are an option",
+            "pool_window=None|pixels",
+            "a model trained on crops then pools cells of its training size on whole images",
+        ),
     ),
 )
 
@@ -140,6 +173,7 @@ def build_pspnet(
     aux_head: bool = True,
     pool_norm: str | None = "bn",
     encoder_depth: int | None = None,
+    pool_window: int | None = None,
 ) -> ContextModel:
     """PSPNet on a dilated encoder; ``aux_head`` supervises the stage before the last.
 
@@ -147,8 +181,19 @@ def build_pspnet(
     at batch 1). ``encoder_depth`` keeps that many encoder levels and does not build the rest:
     None (the paper) keeps all, dilated to ``output_stride``; 3 is smp's PSPNet (ResNet up to
     layer2, stride 8 without dilation, about a tenth of the training FLOPs on ResNet-18 at 128
-    px), whose auxiliary head then reads layer1.
+    px), whose auxiliary head then reads layer1. ``pool_window`` (pixels, a multiple of the
+    deepest map's stride; typically the training crop) fixes the pyramid cells' size, so whole
+    images are pooled as the crops were (see the module docstring); None divides each input.
     """
     encoder = context_encoder(encoder_name, in_channels, output_stride, weights, encoder_depth)
-    head = PSPHead(encoder.channels[-1], num_classes, bins, channels, dropout, pool_norm)
+    window = None
+    if pool_window is not None:
+        stride = encoder.reductions[-1]
+        if pool_window <= 0 or pool_window % stride:
+            raise ValueError(
+                f"pool_window={pool_window}: give a positive multiple of the deepest map's "
+                f"stride {stride} (the training crop, e.g. {stride * 16}), or None."
+            )
+        window = pool_window // stride
+    head = PSPHead(encoder.channels[-1], num_classes, bins, channels, dropout, pool_norm, window)
     return ContextModel(encoder, head, make_aux_head(aux_head, encoder, num_classes))
