@@ -65,6 +65,35 @@ def make_act(act: str | None) -> nn.Module:
     return _ACTS[act]()
 
 
+class ReachConv2d(nn.Conv2d):
+    """A stride-1 ``nn.Conv2d`` with "same" padding that leaves out the taps reading only padding.
+
+    Tap ``j`` of a ``k``-tap kernel at dilation ``d`` lies ``(j - k // 2) * d`` positions from its
+    output; on a map of ``n`` positions along that axis, a tap at ``n`` or more positions only
+    ever reads the zero padding, adds exactly zero and gets exactly zero gradient. The forward
+    convolves with the taps that reach the map: the same output and gradients for less work (a
+    rate-12 ASPP branch on the ``8 x 8`` map of a 128-pixel crop is its centre tap's ``1 x 1``
+    conv). Same parameters as ``nn.Conv2d``; traced (export) or compiled, it is the full conv.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``nn.Conv2d.forward``, restricted to the taps that reach ``x``."""
+        full = [k // 2 for k in self.kernel_size]
+        reach = [min(c, (n - 1) // d) for c, n, d in zip(full, x.shape[-2:], self.dilation)]
+        if (
+            reach == full
+            or torch.jit.is_tracing()
+            or torch.compiler.is_compiling()
+            or self.stride != (1, 1)
+            or self.padding_mode != "zeros"
+            or list(self.padding) != [c * d for c, d in zip(full, self.dilation)]
+        ):
+            return super().forward(x)
+        (ch, cw), (mh, mw), (dh, dw) = full, reach, self.dilation
+        weight = self.weight[:, :, ch - mh : ch + mh + 1, cw - mw : cw + mw + 1]
+        return F.conv2d(x, weight, self.bias, 1, (mh * dh, mw * dw), self.dilation, self.groups)
+
+
 class ConvNormAct(nn.Sequential):
     """Conv2d -> norm -> activation, with 'same' padding for any kernel and dilation.
 
@@ -93,7 +122,8 @@ class ConvNormAct(nn.Sequential):
         bias: bool | None = None,
     ) -> None:
         padding = dilation * (kernel_size - 1) // 2
-        conv = nn.Conv2d(
+        reaching = stride == 1 and dilation * (kernel_size // 2) > 1  # taps beyond distance 1
+        conv = (ReachConv2d if reaching else nn.Conv2d)(
             in_channels,
             out_channels,
             kernel_size,
