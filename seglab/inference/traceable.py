@@ -15,20 +15,7 @@ from torch import nn
 
 
 def export_ready(model: nn.Module, prune_level: int | None = None) -> nn.Module:
-    """The network in eval mode and float32, at ``prune_level`` if given (U-Net++).
-
-    Raises:
-        ValueError: A PSPNet with ``pool_window``: its grid of pyramid cells follows the input
-            size, which both exporters would fix at the tracing size.
-    """
-    from seglab.models.pspnet import PyramidPooling
-
-    if any(isinstance(m, PyramidPooling) and m.window is not None for m in model.modules()):
-        raise ValueError(
-            "PSPNet with pool_window does not export yet: its grid of pyramid cells follows "
-            "the input size, which the exporters would fix at the tracing size. Predict with "
-            "`seglab predict` (PyTorch), or export a model trained without pool_window."
-        )
+    """The network in eval mode and float32, at ``prune_level`` if given (U-Net++)."""
     if prune_level is not None:
         if not hasattr(model, "prune_level"):
             raise ValueError(

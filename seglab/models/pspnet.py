@@ -19,6 +19,7 @@ ever runs the network on crops of that size (sliding windows at test time).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -45,8 +46,8 @@ class PyramidPooling(nn.Module):
         norm: Normalisation of the branches.
         pool_norm: Normalisation of the ``1 x 1`` bin (``norm`` by default).
         window: Cells of a fixed size: bin ``b`` pools cells of ``window / b`` positions of the
-            map, ``round(h * b / window)`` of them down the map (at least 1), and as many
-            across. None (the paper) divides every map into ``b x b`` cells.
+            map, ``h * b / window`` of them down the map (rounded half up, at least 1), and as
+            many across. None (the paper) divides every map into ``b x b`` cells.
     """
 
     def __init__(
@@ -92,8 +93,31 @@ class PyramidPooling(nn.Module):
         ``window / b`` positions with a window."""
         if self.window is None:  # the module: export swaps it for an ONNX-friendly one
             return self.branches[self.bins.index(b)][0](x)
-        grid = [max(1, round(n * b / self.window)) for n in x.shape[-2:]]
-        return F.adaptive_avg_pool2d(x, grid)
+        if torch.jit.is_tracing():  # export: the grid from the traced size, not a constant
+            rows, cols = (cell_matrix(n, b, self.window, x) for n in torch._shape_as_tensor(x)[-2:])
+            return rows @ x @ cols.transpose(0, 1)
+        return F.adaptive_avg_pool2d(x, [cell_count(n, b, self.window) for n in x.shape[-2:]])
+
+
+def cell_count(length: Any, b: int, window: int) -> Any:
+    """Cells of bin ``b`` along a side of ``length`` positions: ``length * b / window`` rounded
+    half up, at least 1 (integer arithmetic, so also on traced or symbolic sizes)."""
+    n = (2 * length * b + window) // (2 * window)
+    if isinstance(n, torch.Tensor):
+        return torch.clamp(n, min=1)
+    return torch.sym_max(n, 1)
+
+
+def cell_matrix(length: Any, b: int, window: int, like: torch.Tensor) -> torch.Tensor:
+    """The ``(cells, length)`` averaging matrix of :meth:`PyramidPooling.pool` along one side,
+    for tracing (``length`` a size tensor): :func:`cell_count` cells, each
+    averaging ``[floor(i L / n), ceil((i + 1) L / n))``, adaptive pooling's rule."""
+    cells = cell_count(length, b, window)
+    i = torch.arange(cells, dtype=torch.float32, device=like.device)
+    pos = torch.arange(length, dtype=torch.float32, device=like.device)
+    start, end = torch.floor(i * length / cells), torch.ceil((i + 1) * length / cells)
+    inside = (pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])
+    return (inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)).to(like.dtype)
 
 
 class PSPHead(nn.Module):

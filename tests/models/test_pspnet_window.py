@@ -38,6 +38,7 @@ def test_fixed_cells_are_block_means():
     assert torch.allclose(ppm.pool(x, 1), blocks(8), atol=1e-6)
     assert torch.allclose(ppm.pool(x, 2), blocks(4), atol=1e-6)
     assert ppm.pool(x[..., :5, :5], 1).shape[-2:] == (1, 1)  # below one window: one cell
+    assert ppm.pool(x[..., :20, :12], 1).shape[-2:] == (3, 2)  # 2.5 and 1.5 cells: half up
     assert torch.allclose(
         PyramidPooling(4, bins=(2,)).pool(x, 2),
         x.reshape(1, 4, 2, 16, 2, 12).mean((3, 5)),
@@ -63,9 +64,26 @@ def test_crop_trained_with_fixed_cells_scores_whole_image_as_tiles():
     assert tiled > 0.7 and abs(whole - tiled) <= 0.02, (whole, tiled)
 
 
-def test_export_refuses_fixed_cells_with_the_reason():
-    from seglab.inference.traceable import export_ready
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.load is deprecated, still works
+def test_fixed_cells_export_and_keep_their_grid_at_other_sizes(tmp_path):
+    """Traced at 64x64 (one cell per bin side), run at sizes with more cells and odd splits."""
+    from seglab.inference.export import export_model
+    from tests.test_export import check_onnx
 
-    export_ready(create_model("pspnet", 2, **RESNET))  # the default exports
-    with pytest.raises(ValueError, match="pool_window does not export"):
-        export_ready(create_model("pspnet", 2, **RESNET, pool_window=64))
+    _, model = pair()
+    report = export_model(model, tmp_path, height=64, width=64, name="psp", log=lambda _: None)
+    assert report["passed"], report
+    sizes = [torch.randn(1, 3, 64, 64), torch.randn(2, 3, 200, 136), torch.randn(1, 3, 96, 256)]
+    assert check_onnx(tmp_path / "psp.onnx", model, sizes) <= 1e-4
+    ts = torch.jit.load(str(tmp_path / "psp.pt"))
+    with torch.no_grad():
+        for x in sizes:
+            torch.testing.assert_close(ts(x), main_logits(model(x)), rtol=0, atol=1e-4)
+
+
+def test_the_dynamo_exporter_refuses_fixed_cells_with_the_reason(tmp_path):
+    from seglab.inference.export import export_onnx
+
+    _, model = pair()
+    with pytest.raises(ValueError, match="Leave out --dynamo"):
+        export_onnx(model, tmp_path / "psp.onnx", torch.randn(1, 3, 64, 64), dynamo=True)
