@@ -87,15 +87,7 @@ def export_onnx(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    from seglab.models.pspnet import PyramidPooling
-
-    if dynamo and any(isinstance(m, PyramidPooling) and m.window for m in model.modules()):
-        raise ValueError(
-            "PSPNet with pool_window exports with the TorchScript-based ONNX exporter (the "
-            "default) or as TorchScript, not with --dynamo: onnxruntime rejects the dynamic "
-            "resize of its cell grid. Leave out --dynamo."
-        )
-    model = onnx_ready(model)
+    model = onnx_ready(model, dynamo)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if dynamo:

@@ -59,8 +59,21 @@ class AdaptiveAvgPool2dExport(nn.Module):
         return rows @ x @ cols.transpose(0, 1)
 
 
-def onnx_ready(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose grid adaptive poolings (PSPNet's bins) export dynamically."""
+def onnx_ready(model: nn.Module, dynamo: bool = False) -> nn.Module:
+    """A copy of ``model`` whose grid adaptive poolings (PSPNet's bins) export dynamically.
+
+    Raises:
+        ValueError: ``dynamo`` with a PSPNet's ``pool_window`` (onnxruntime rejects the
+            dynamic resize of its cell grid; the TorchScript-based exporter handles it).
+    """
+    from seglab.models.pspnet import PyramidPooling
+
+    if dynamo and any(isinstance(m, PyramidPooling) and m.window for m in model.modules()):
+        raise ValueError(
+            "PSPNet with pool_window exports with the TorchScript-based ONNX exporter (the "
+            "default) or as TorchScript, not with --dynamo: onnxruntime rejects the dynamic "
+            "resize of its cell grid. Leave out --dynamo."
+        )
     pools = [
         (name, m)
         for name, m in model.named_modules()
