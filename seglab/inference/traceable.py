@@ -8,10 +8,11 @@ PyTorch's pooling).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn
+
+from seglab.models.blocks import averaging_matrix
 
 
 def export_ready(model: nn.Module, prune_level: int | None = None) -> nn.Module:
@@ -39,23 +40,12 @@ class AdaptiveAvgPool2dExport(nn.Module):
         size = (output_size, output_size) if isinstance(output_size, int) else output_size
         self.output_size = tuple(size)
 
-    @staticmethod
-    def _matrix(bins: int, length: Any, like: torch.Tensor) -> torch.Tensor:
-        i = torch.arange(bins, device=like.device, dtype=torch.float32)
-        if isinstance(length, torch.Tensor):
-            length = length.to(torch.float32)
-        start = torch.floor(i * length / bins)
-        end = torch.ceil((i + 1) * length / bins)
-        pos = torch.arange(like.shape[-1], device=like.device, dtype=torch.float32)
-        inside = (pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])
-        return (inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)).to(like.dtype)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The TorchScript tracer needs the sizes as tensors; torch.export keeps them symbolic.
         shape = torch._shape_as_tensor(x) if torch.jit.is_tracing() else x.shape
         bh, bw = (s if s is not None else x.shape[-2 + k] for k, s in enumerate(self.output_size))
-        rows = self._matrix(bh, shape[-2], x.transpose(-1, -2))  # (bh, H)
-        cols = self._matrix(bw, shape[-1], x)  # (bw, W)
+        rows = averaging_matrix(bh, shape[-2], x.transpose(-1, -2))  # (bh, H)
+        cols = averaging_matrix(bw, shape[-1], x)  # (bw, W)
         return rows @ x @ cols.transpose(0, 1)
 
 

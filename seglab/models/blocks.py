@@ -7,6 +7,7 @@ is one argument, not a new class.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +64,21 @@ def make_act(act: str | None) -> nn.Module:
     if act not in _ACTS:
         raise ValueError(f"Unknown activation {act!r}; choose one of {sorted(_ACTS)} or None.")
     return _ACTS[act]()
+
+
+def averaging_matrix(cells: Any, length: Any, like: torch.Tensor) -> torch.Tensor:
+    """The ``(cells, L)`` matrix of adaptive average pooling along ``like``'s last side of
+    ``length`` positions: cell ``i`` of ``n`` averages ``[floor(i L / n), ceil((i + 1) L / n))``,
+    PyTorch's rule. ``cells`` and ``length`` may be traced size tensors or symbolic sizes, so
+    exported models keep the pooling dynamic (PSPNet's bins and fixed-size cells)."""
+    if isinstance(length, torch.Tensor):
+        length = length.to(torch.float32)
+    i = torch.arange(cells, device=like.device, dtype=torch.float32)
+    start = torch.floor(i * length / cells)
+    end = torch.ceil((i + 1) * length / cells)
+    pos = torch.arange(like.shape[-1], device=like.device, dtype=torch.float32)
+    inside = (pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])
+    return (inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)).to(like.dtype)
 
 
 class ReachConv2d(nn.Conv2d):

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seglab.models.blocks import ConvNormAct, pooled_conv, resize_to
+from seglab.models.blocks import ConvNormAct, averaging_matrix, pooled_conv, resize_to
 from seglab.models.context_heads import (
     POOL_NORM_FIX,
     ContextModel,
@@ -94,7 +94,9 @@ class PyramidPooling(nn.Module):
         if self.window is None:  # the module: export swaps it for an ONNX-friendly one
             return self.branches[self.bins.index(b)][0](x)
         if torch.jit.is_tracing():  # export: the grid from the traced size, not a constant
-            rows, cols = (cell_matrix(n, b, self.window, x) for n in torch._shape_as_tensor(x)[-2:])
+            h, w = torch._shape_as_tensor(x)[-2:]
+            rows = averaging_matrix(cell_count(h, b, self.window), h, x.transpose(-1, -2))
+            cols = averaging_matrix(cell_count(w, b, self.window), w, x)
             return rows @ x @ cols.transpose(0, 1)
         return F.adaptive_avg_pool2d(x, [cell_count(n, b, self.window) for n in x.shape[-2:]])
 
@@ -106,18 +108,6 @@ def cell_count(length: Any, b: int, window: int) -> Any:
     if isinstance(n, torch.Tensor):
         return torch.clamp(n, min=1)
     return torch.sym_max(n, 1)
-
-
-def cell_matrix(length: Any, b: int, window: int, like: torch.Tensor) -> torch.Tensor:
-    """The ``(cells, length)`` averaging matrix of :meth:`PyramidPooling.pool` along one side,
-    for tracing (``length`` a size tensor): :func:`cell_count` cells, each
-    averaging ``[floor(i L / n), ceil((i + 1) L / n))``, adaptive pooling's rule."""
-    cells = cell_count(length, b, window)
-    i = torch.arange(cells, dtype=torch.float32, device=like.device)
-    pos = torch.arange(length, dtype=torch.float32, device=like.device)
-    start, end = torch.floor(i * length / cells), torch.ceil((i + 1) * length / cells)
-    inside = (pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])
-    return (inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)).to(like.dtype)
 
 
 class PSPHead(nn.Module):
