@@ -10,8 +10,8 @@ same optimiser and schedule (seglab's ``build_optimizer``: AdamW, cosine, per st
 steps. Their steps are interleaved (order reversed every step), so the time ratio is measured
 alternately in the same run. Both are scored on the held-out images whole and cut into tiles of
 the training crop. Then seglab's own product (``SegmentationTask`` + ``SegDataModule`` under
-``Trainer.fit``) is trained for the same steps and compared the same way, alternating whole runs
-with the plain smp run of the same seed. Skips (exit 0) when the data folder is absent.
+``Trainer.fit``) is trained for the same steps and compared the same way, smp's plain-loop steps
+interleaved in the same fit. Skips (exit 0) when the data folder is absent.
 """
 
 from __future__ import annotations
@@ -63,30 +63,27 @@ from benchmarks.timing import (
 )
 
 
-def train_plain(
-    arch: str, seed: int, split: Split, args: argparse.Namespace, sides=("seglab", "smp")
-) -> dict[str, Any]:
-    """Trains ``sides`` of ``arch`` on one seed's stream, steps interleaved, and scores them.
+def train_plain(arch: str, seed: int, split: Split, args: argparse.Namespace) -> dict[str, Any]:
+    """Trains seglab's and smp's ``arch`` on one seed's stream, steps interleaved, and scores
+    them.
 
     Each side keeps its own global-RNG stream (dropout), so one side's draws never depend on
-    the other's model. Sides trained together share each batch and leave drawing it out of
-    their times; a side trained alone (smp against the product) counts it, as Lightning does.
+    the other's model. The two share each batch, so drawing it is left out of their times.
 
     Returns:
         ``{"arch", "seed", "times": {side: [s per step]}, "scores": {side: {"whole": {...},
         "tiled": {...}}}, "params": {side: n}}``; times exclude the warm-up steps.
     """
+    sides = ("seglab", "smp")
     models = {s: Side(s, arch, args, seed) for s in sides}
     stream = batches(split, args.batch, args.crop, seed, args.device)
     times: dict[str, list[float]] = {s: [] for s in sides}
     for i in range(args.steps):
-        drawn = time.perf_counter()
         x, y = next(stream)
-        drawing = time.perf_counter() - drawn if len(sides) == 1 else 0.0
         for s in sides if i % 2 == 0 else sides[::-1]:
             seconds = models[s].step(x, y, i)
             if i >= args.warmup:
-                times[s].append(seconds + drawing)
+                times[s].append(seconds)
     scores = {
         s: {v: evaluate(m.model, split, t, args.device) for v, t in evaluations(args.crop)}
         for s, m in models.items()

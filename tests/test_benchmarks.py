@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import ast
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -325,23 +324,6 @@ def test_quality_benchmark_skips_without_data(tmp_path):
     args = quality.parse(["--data", str(tmp_path / "absent"), "--out", str(tmp_path / "R.md")])
     assert quality.run(args, "cmd", log=lambda _: None) is None
     assert not (tmp_path / "R.md").exists()
-
-
-def test_the_product_baseline_times_its_batches_too(monkeypatch):
-    """smp trained alone (against the product) is timed with drawing its batch, as a Lightning
-    step is with its loader's; two sides trained together share each batch and leave it out."""
-
-    def slow_batches(split, batch, crop, seed, device="cpu"):
-        while True:
-            time.sleep(0.5)
-            yield torch.rand(batch, 1, crop, crop), torch.randint(0, 2, (batch, crop, crop))
-
-    monkeypatch.setattr(quality, "batches", slow_batches)
-    monkeypatch.setattr(quality, "evaluate", lambda *a: {})
-    args = quality.parse(["--steps", "3", "--warmup", "0", "--crop", "32"])
-    together = quality.train_plain("unet", 0, None, args)["times"]
-    alone = quality.train_plain("unet", 0, None, args, sides=("smp",))["times"]["smp"]
-    assert min(alone) >= 0.5 > max(together["smp"] + together["seglab"])
 
 
 def test_quality_benchmark_tiny_run(shared_data, tmp_path):

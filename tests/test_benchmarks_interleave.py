@@ -51,13 +51,18 @@ class SlowSide:
 def test_interleaved_steps_alternate_and_are_timed_apart(tmp_path):
     task = Counting()
     side = SlowSide(task, 0.25)
-    stream = iter(lambda: (torch.zeros(1), torch.zeros(1)), None)
-    steps = Interleaved(side, stream, "cpu")
+
+    def slow_batches():  # smp's batches take 0.1 s to draw: counted in its steps, as Lightning's
+        while True:
+            time.sleep(0.1)
+            yield torch.zeros(1), torch.zeros(1)
+
+    steps = Interleaved(side, slow_batches(), "cpu")
     trainer = bench_trainer(tmp_path, [steps], "cpu", False, max_steps=6)
     trainer.fit(task)
     assert side.seen == [0, 2, 2, 4, 4, 6]  # before step 0, after step 1, before step 2, ...
-    assert len(steps.smp) == 6 and min(steps.smp) >= 0.25
-    assert len(steps.lightning) == 5 and max(steps.lightning) < 0.25  # the sleeps left out
+    assert len(steps.smp) == 6 and min(steps.smp) >= 0.35  # its step and drawing its batch
+    assert len(steps.lightning) == 5 and max(steps.lightning) < 0.25  # smp's time left out
 
 
 def test_a_side_steps_on_its_own_random_stream(monkeypatch):
