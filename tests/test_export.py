@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from seglab.inference.export import (
     AdaptiveAvgPool2dExport,
@@ -238,3 +239,20 @@ def test_export_of_the_default_checkpoint_writes_everything_and_reports(tmp_path
                      "--width", "64", "--min-agreement", "1.01"])  # fmt: skip
     assert {p.name for p in strict.iterdir()} == {"unet.onnx", "unet.pt", "export.json"}
     assert json.loads((strict / "export.json").read_text())["passed"] is False
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_torchscript_script_method_scripts_or_says_why_and_names_the_traced_default(tmp_path):
+    from seglab.inference.export import export_torchscript
+
+    example = torch.randn(1, 3, 32, 32)
+    plain = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.ReLU()).eval()
+    path = export_torchscript(plain, tmp_path / "plain.pt", example, "script")
+    loaded = torch.jit.load(str(path))
+    assert isinstance(loaded, torch.jit.ScriptModule)
+    assert torch.allclose(loaded(example), plain(example))
+    model = create_model("unet", num_classes=2, encoder_name="unet", base_channels=4, depth=3)
+    target = tmp_path / "unet.pt"
+    with pytest.raises(ValueError, match=r"could not script .*--torchscript-method trace"):
+        export_torchscript(model.eval(), target, example, "script")
+    assert not target.exists()

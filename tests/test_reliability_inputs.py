@@ -413,3 +413,33 @@ def test_every_shipped_experiment_config_has_only_known_keys():
     for f in files:
         problems += cli_unknown_keys(["fit", *expand_configs(["--config", str(f)])])
     assert not problems, "\n".join(problems)
+
+
+def test_switching_the_reader_on_the_command_line_says_how_to_replace_the_files_options():
+    from seglab.cli.config_check import cli_unknown_keys
+
+    base = ["fit", "--config", str(REPO / "experiments" / "default.yaml")]
+    switched = [*base, "--data.dataset=folder", "--data.root=/x"]
+    (message,) = cli_unknown_keys(switched)
+    assert "Unknown config key 'data.dataset_kwargs.size' (in " in message
+    assert "default.yaml; reader 'folder')" in message
+    tip = "pass it whole: --data.dataset_kwargs='{...}'"
+    assert tip in message
+    # Following the tip clears it; a key typed on the command line gets no tip.
+    assert cli_unknown_keys([*switched, "--data.dataset_kwargs={num_classes: 5}"]) == []
+    (typed,) = cli_unknown_keys([*switched, "--data.dataset_kwargs={size: 5}"])
+    assert "(in the command line; reader 'folder')" in typed and tip not in typed
+
+
+def test_switching_the_model_on_the_command_line_says_how_to_replace_its_options(tmp_path):
+    from seglab.cli.config_check import cli_unknown_keys
+
+    cfg = tmp_path / "u.yaml"
+    cfg.write_text(
+        "model:\n  class_path: seglab.tasks.SegmentationTask\n"
+        "  init_args: {model: unetplusplus, num_classes: 2,\n"
+        "              model_kwargs: {deep_supervision: true}}\n"
+    )
+    (message,) = cli_unknown_keys(["fit", "--config", str(cfg), "--model.model=pspnet"])
+    assert f"'model.init_args.model_kwargs.deep_supervision' (in {cfg})" in message
+    assert "--model.init_args.model_kwargs='{...}'" in message

@@ -89,6 +89,13 @@ def _structure_keys(
         _check_keys(model.get("init_args"), "model.init_args", params, source, out)
 
 
+def _replace_tip(path: str, src: str) -> str:
+    """How to drop a file's free-form mapping from the command line (a whole value replaces it)."""
+    if src in ("the command line", "the config"):
+        return ""
+    return f" To replace the file's {path} on the command line, pass it whole: --{path}='{{...}}'."
+
+
 def _free_keys(
     effective: dict[str, Any], origin: dict[tuple[str, ...], dict[str, str]], out: list[str]
 ) -> None:
@@ -112,7 +119,8 @@ def _free_keys(
                 if key not in keys and key not in ("root", "split"):
                     src = where.get(key, "the config")
                     msg = _message("data.dataset_kwargs", str(key), keys - {"root", "split"}, src)
-                    out.append(msg.replace(").", f"; reader {dataset!r}).", 1))
+                    msg = msg.replace(").", f"; reader {dataset!r}).", 1)
+                    out.append(msg + _replace_tip("data.dataset_kwargs", src))
     init = ((effective.get("model") or {}).get("init_args")) or {}
     mkw = init.get("model_kwargs") if isinstance(init, dict) else None
     if isinstance(mkw, dict):
@@ -122,7 +130,8 @@ def _free_keys(
             for key in mkw:
                 if key not in keys:
                     src = where.get(key, "the config")
-                    out.append(_message("model.init_args.model_kwargs", str(key), keys, src))
+                    msg = _message("model.init_args.model_kwargs", str(key), keys, src)
+                    out.append(msg + _replace_tip("model.init_args.model_kwargs", src))
 
 
 class _Effective:

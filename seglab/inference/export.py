@@ -9,9 +9,10 @@ The model is exported in eval mode, where every seglab model returns one logits 
 ``(B, C, H, W)`` at the input size: deep-supervision heads and auxiliary heads are not run, and
 U-Net 3+'s classification-guided module is exported as its eval-time gate. ``--prune-level``
 exports U-Net++ at a pruning level (the checkpoint's own ``prune_level`` otherwise). ONNX has a
-dynamic batch, height and width; TorchScript is traced (``--torchscript-method script`` to
-script). Every file is run again (onnxruntime, ``torch.jit.load``) at the export size and at a
-second, odd size, and the largest absolute difference from the PyTorch logits is printed; above
+dynamic batch, height and width; TorchScript is traced (``--torchscript-method script`` scripts
+a module TorchScript can compile, and otherwise says why). Every file is run again
+(onnxruntime, ``torch.jit.load``) at the export size and at a second, odd size, and the
+largest absolute difference from the PyTorch logits is printed; above
 ``--tolerance`` (1e-4) the export fails.
 
 Why the export needs care: ``seglab.models.blocks.resize_to`` skips the interpolation when the
@@ -59,6 +60,7 @@ from seglab.inference.traceable import (  # noqa: F401  (re-exported)
     example_input,
     export_ready,
     onnx_ready,
+    script_model,
 )
 from seglab.runs.checkpoint import load_task, task_class  # noqa: F401  (task_class re-exported)
 
@@ -131,7 +133,7 @@ def export_torchscript(
         if method == "trace":
             scripted = torch.jit.trace(model, example, check_trace=False)
         elif method == "script":
-            scripted = torch.jit.script(model)
+            scripted = script_model(model, path)
         else:
             raise ValueError(f"method must be 'trace' or 'script', got {method!r}.")
         torch.jit.save(scripted, str(path))  # deprecated in favour of torch.export; still works

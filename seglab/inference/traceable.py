@@ -8,11 +8,25 @@ PyTorch's pooling).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from seglab.models.blocks import averaging_matrix
+
+
+def script_model(model: nn.Module, path: str | Path) -> torch.jit.ScriptModule:
+    """``torch.jit.script(model)``, or a ValueError naming the reason and the traced default."""
+    try:
+        return torch.jit.script(model)
+    except Exception as err:  # TorchScript's compiler raises many types
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(
+            f"TorchScript could not script {type(model).__name__} ({first}); nothing was "
+            f"written to {path}. Use --torchscript-method trace (the default), which exports "
+            "and checks every seglab model at any input size."
+        ) from err
 
 
 def export_ready(model: nn.Module, prune_level: int | None = None) -> nn.Module:
