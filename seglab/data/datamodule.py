@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from typing import Any
 
@@ -28,6 +29,12 @@ def _worker_init(_: int) -> None:
     transform = getattr(info.dataset, "transform", None) if info else None
     if transform is not None:  # albumentations' Compose has its own RNG: seed it per worker
         seed_transform(transform, torch.initial_seed() % 2**32)
+
+
+def start_method() -> str:
+    """The start method loader workers will use (the platform's default unless one was set)."""
+    chosen = multiprocessing.get_start_method(allow_none=True)
+    return chosen or multiprocessing.get_all_start_methods()[0]  # the first is the default
 
 
 class SeededEpochSampler(Sampler):
@@ -142,6 +149,15 @@ class SegDataModule(L.LightningDataModule):
         cap = None if cache is True else float(cache) * 2**30
         n, used = ds.fill_cache(cap)
         log.info("Cached %d of %d %s items in memory (%.1f MiB)", n, len(ds), split, used / 2**20)
+        method = start_method()
+        if self.num_workers > 0 and method != "fork":
+            log.warning(
+                "data.cache with %d loader workers started by %r: each worker holds its own "
+                "copy of the %s cache (%.1f MiB each, %.1f MiB with the main process's); under "
+                "'fork' (Linux) they share it. Set data.num_workers=0 if memory is short.",
+                self.num_workers, method, split, used / 2**20,
+                (self.num_workers + 1) * used / 2**20,
+            )  # fmt: skip
 
     def make_dataset(self, split: str, train: bool = False, root: str | None = None) -> SegDataset:
         """Builds the reader for one split with the matching transforms."""

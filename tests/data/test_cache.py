@@ -95,3 +95,37 @@ def test_a_reader_with_its_own_memo_caches_too():
     for i in range(4):
         a, b = plain.datasets["train"][i], cached.datasets["train"][i]
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver", "fork"])
+def test_a_cache_copied_into_each_worker_is_said_with_its_size(
+    tmp_path, monkeypatch, caplog, method
+):
+    import seglab.data.datamodule as datamodule
+    from tests.conftest import write_folder_dataset
+
+    folder_data = write_folder_dataset(tmp_path / "big", n=4, size=(500, 600))  # 1.1 MiB each
+    monkeypatch.setattr(datamodule, "start_method", lambda: method)
+    train_bytes = Folder(folder_data, "train", val_fraction=0.5).fill_cache()[1]
+
+    def said(workers: int) -> list[str]:
+        caplog.clear()
+        dm = SegDataModule(
+            dataset="folder", root=str(folder_data), dataset_kwargs={"val_fraction": 0.5},
+            batch_size=2, num_workers=workers, cache=True,
+        )  # fmt: skip
+        with caplog.at_level("WARNING", logger="seglab.data.datamodule"):
+            dm.setup("fit")
+        return [r.getMessage() for r in caplog.records if "own copy" in r.getMessage()]
+
+    assert said(0) == []
+    if method == "fork":
+        assert said(2) == []
+        return
+    warnings = said(2)
+    assert len(warnings) == 2  # the training and the validation cache
+    train = next(m for m in warnings if "copy of the train cache" in m)
+    mib = train_bytes / 2**20
+    assert mib > 2  # two 500x600 items
+    assert f"2 loader workers started by {method!r}" in train
+    assert f"({mib:.1f} MiB each, {3 * mib:.1f} MiB with the main process's)" in train
