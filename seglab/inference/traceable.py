@@ -21,7 +21,7 @@ def script_model(model: nn.Module, path: str | Path) -> torch.jit.ScriptModule:
     try:
         return torch.jit.script(model)
     except Exception as err:  # TorchScript's compiler raises many types
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0].removesuffix(" at")
         raise ValueError(
             f"TorchScript could not script {type(model).__name__} ({first}); nothing was "
             f"written to {path}. Use --torchscript-method trace (the default), which exports "
