@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import torch
 
 from benchmarks.gpu_step import Config, make_step, matmul_peak, peak_memory, sync, timed
-from benchmarks.quality import CROP_CELLS, MODEL, SEGLAB_KWARGS, SMP_CLASSES
+from benchmarks.quality import ADAPTIVE, MODEL, SEGLAB_KWARGS, SMP_CLASSES
 from benchmarks.timing import (
     RESULTS,
     ce_loss,
@@ -143,7 +143,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     """The options; the defaults are ``make bench-gpu``'s run on one large GPU."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda")
-    shared = [a for a in SMP_CLASSES if a not in CROP_CELLS]  # the same compute as their rows
+    shared = [a for a in SMP_CLASSES if a not in ADAPTIVE]  # the same compute as their rows
     p.add_argument("--archs", nargs="+", default=shared, choices=shared)
     p.add_argument("--configs", nargs="+", default=list(CONFIGS))
     p.add_argument("--encoder", default="resnet50")

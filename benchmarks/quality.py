@@ -40,7 +40,7 @@ from benchmarks.isbi import (
     load_split,
 )
 from benchmarks.quality_models import (  # noqa: F401 (the benchmark's names, re-exported)
-    CROP_CELLS,
+    ADAPTIVE,
     LOSS,
     MODEL,
     SEGLAB_KWARGS,

@@ -25,13 +25,14 @@ SMP_CLASSES = {
     "deeplabv3plus": "DeepLabV3Plus",
     "pspnet": "PSPNet",
     "pspnet_smp_budget": "PSPNet",
-    "pspnet_crop_cells": "PSPNet",
-    "pspnet_smp_budget_crop_cells": "PSPNet",
+    "pspnet_adaptive": "PSPNet",
+    "pspnet_smp_budget_adaptive": "PSPNet",
 }
-#: Rows of seglab's PSPNet with ``pool_window`` = the training crop (``--crop``): pyramid cells
-#: of the crop's size on whole images too. Each is the row it names with that one option added.
-CROP_CELLS = {"pspnet_crop_cells": "pspnet", "pspnet_smp_budget_crop_cells": "pspnet_smp_budget"}
-MODEL = {"pspnet_smp_budget": "pspnet", **dict.fromkeys(CROP_CELLS, "pspnet")}
+#: Rows of seglab's PSPNet with ``pool_window=None``: bins that divide each input (mmseg's and
+#: smp's adaptive pooling) instead of the default cells of the training crop's size. Each is
+#: the row it names with that one option added.
+ADAPTIVE = {"pspnet_adaptive": "pspnet", "pspnet_smp_budget_adaptive": "pspnet_smp_budget"}
+MODEL = {"pspnet_smp_budget": "pspnet", **dict.fromkeys(ADAPTIVE, "pspnet")}
 #: The plain loop trains the main output only: heads that need a loss of their own are off.
 SEGLAB_KWARGS: dict[str, dict[str, Any]] = {
     "pspnet": {"aux_head": False},
@@ -58,10 +59,10 @@ def build(side: str, arch: str, args: argparse.Namespace, seed: int) -> nn.Modul
 
 
 def seglab_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """seglab's options per architecture: :data:`SEGLAB_KWARGS` (and :data:`CROP_CELLS`' window),
+    """seglab's options per architecture: :data:`SEGLAB_KWARGS` (and :data:`ADAPTIVE`'s bins),
     then ``--seglab-options``."""
     extra = getattr(args, "seglab_options", None) or {}
-    cells = {a: {**SEGLAB_KWARGS[b], "pool_window": args.crop} for a, b in CROP_CELLS.items()}
+    cells = {a: {**SEGLAB_KWARGS[b], "pool_window": None} for a, b in ADAPTIVE.items()}
     fixed = {**SEGLAB_KWARGS, **cells}
     return {a: {**fixed.get(a, {}), **extra.get(a, {})} for a in {*fixed, *extra}}
 

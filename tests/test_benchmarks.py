@@ -409,11 +409,12 @@ def test_smp_options_reach_smp_and_the_report():
     assert smp_options(res, ["unet"]) == ""
 
 
-def test_crop_cell_rows_are_their_rows_with_the_crop_as_pool_window():
-    args = quality.parse(["--crop", "96"])
+def test_adaptive_rows_are_their_rows_with_adaptive_bins():
+    args = quality.parse([])
     options = quality.seglab_options(args)
-    for row, base in quality.CROP_CELLS.items():
-        assert options[row] == {**options[base], "pool_window": 96}
-    model = quality.build("seglab", "pspnet_smp_budget_crop_cells", args, 0)
-    assert model.head.ppm.window == 96 // model.encoder.reductions[-1]
-    assert set(quality.CROP_CELLS).isdisjoint(gpu.parse([]).archs)
+    for row, base in quality.ADAPTIVE.items():
+        assert options[row] == {**options[base], "pool_window": None}
+    model = quality.build("seglab", "pspnet_smp_budget_adaptive", args, 0)
+    assert not model.head.ppm.learns_window
+    assert quality.build("seglab", "pspnet_smp_budget", args, 0).head.ppm.learns_window
+    assert set(quality.ADAPTIVE).isdisjoint(gpu.parse([]).archs)

@@ -67,14 +67,16 @@ def onnx_ready(model: nn.Module, dynamo: bool = False) -> nn.Module:
     """A copy of ``model`` whose grid adaptive poolings (PSPNet's bins) export dynamically.
 
     Raises:
-        ValueError: ``dynamo`` with a PSPNet's ``pool_window`` (onnxruntime rejects the
-            dynamic resize of its cell grid; the TorchScript-based exporter handles it).
+        ValueError: ``dynamo`` with a PSPNet whose cells have a fixed size (``pool_window``,
+            or the training size it recorded): onnxruntime rejects the dynamic resize of its
+            cell grid; the TorchScript-based exporter handles it.
     """
     from seglab.models.pspnet import PyramidPooling
 
     if dynamo and any(isinstance(m, PyramidPooling) and m.window for m in model.modules()):
         raise ValueError(
-            "PSPNet with pool_window exports with the TorchScript-based ONNX exporter (the "
+            "PSPNet with pooling cells of a fixed size (pool_window, or the training size its "
+            "default 'train' recorded) exports with the TorchScript-based ONNX exporter (the "
             "default) or as TorchScript, not with --dynamo: onnxruntime rejects the dynamic "
             "resize of its cell grid. Leave out --dynamo."
         )

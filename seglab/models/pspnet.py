@@ -8,12 +8,15 @@ layer3); the task weighs its loss (0.4 in the paper). The ``1 x 1`` bin takes Ba
 the paper, torchvision-style heads and smp, so training needs batches of at least 2 (a batch of
 1 gets a clear error); ``pool_norm=None`` (the first round) or ``"gn"`` trains at batch 1.
 
-The bins divide whatever map they get, so a model trained on crops pools cells several times
-larger on a whole image. ``pool_window`` (pixels; seglab's option, off by default) fixes the
-cells' size instead: bin ``b`` pools cells of ``pool_window / b`` pixels, and a larger image gets
-more of them. At ``pool_window`` the network is the paper's; the released Caffe models fix their
-pooling kernels the same way (60/30/20/10 on the 60x60 map of a 473 crop), and the paper only
-ever runs the network on crops of that size (sliding windows at test time).
+Bins that divide whatever map they get (``pool_window=None``, mmseg's and smp's adaptive
+pooling) pool cells several times larger on a whole image than on the crops a model trained on,
+so its predictions depend on the image's size. By default (``pool_window="train"``) the cells
+keep the size they had in training: the module records its training maps' size and bin ``b``
+pools cells of ``size / b`` positions, so a larger image gets more of them. That is the paper's
+network at the crop and beyond it: the released Caffe models fix their pooling kernels the same
+way (60/30/20/10 on the 60x60 map of a 473 crop), and the paper's code only ever runs the
+network on crops of that size (sliding windows at test time). ``pool_window`` in pixels gives
+the window instead of recording it.
 """
 
 from __future__ import annotations
@@ -47,7 +50,10 @@ class PyramidPooling(nn.Module):
         pool_norm: Normalisation of the ``1 x 1`` bin (``norm`` by default).
         window: Cells of a fixed size: bin ``b`` pools cells of ``window / b`` positions of the
             map, ``h * b / window`` of them down the map (rounded half up, at least 1), and as
-            many across. None (the paper) divides every map into ``b x b`` cells.
+            many across. ``"train"``: the window is the training maps' size, recorded in the
+            buffer ``train_map`` (saved with the weights) by each forward in training mode; until
+            a training forward, or after training on more than one size, every map is divided
+            into ``b x b`` cells, as with None (each input divided, the paper's formula).
     """
 
     def __init__(
@@ -57,10 +63,12 @@ class PyramidPooling(nn.Module):
         channels: int | None = None,
         norm: str | None = "bn",
         pool_norm: str | None = "bn",
-        window: int | None = None,
+        window: int | str | None = None,
     ) -> None:
         super().__init__()
-        if window is not None and window < max(bins):
+        if isinstance(window, str) and window != "train":
+            raise ValueError(f"pool window {window!r}: give 'train', map positions or None.")
+        if isinstance(window, int) and window < max(bins):
             raise ValueError(
                 f"pool window of {window} map positions is smaller than bin {max(bins)}: its "
                 f"cells would be under one position; use a window of at least {max(bins)}."
@@ -75,12 +83,19 @@ class PyramidPooling(nn.Module):
             )
             for b in bins
         )
-        self.bins, self.window = list(bins), window
+        self.bins, self.learns_window = list(bins), window == "train"
+        self.window = (window, window) if isinstance(window, int) else None
+        #: The training map size (see ``window``), mirrored so that no step reads the device.
+        self.seen: tuple[int, ...] = (0, 0)  # (0, 0): no training forward yet; (-1, -1): several
+        if self.learns_window:
+            self.register_buffer("train_map", torch.zeros(2, dtype=torch.long))
         self.pool_bn = pool_norm in ("bn", "batchnorm")
         self.out_channels = in_channels + len(bins) * width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Maps ``(B, C, h, w)`` to ``(B, out_channels, h, w)``."""
+        if self.learns_window and self.training and not torch.jit.is_tracing():
+            self.record(x)
         outs = [x]
         for b, branch in zip(self.bins, self.branches):
             if b == 1 and self.training and self.pool_bn:
@@ -88,17 +103,41 @@ class PyramidPooling(nn.Module):
             outs.append(resize_to(branch[1](self.pool(x, b)), x))
         return torch.cat(outs, dim=1)
 
+    def record(self, x: torch.Tensor) -> None:
+        """Keeps the training map's size as the window; a second size turns the window off."""
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        if self.window == size or self.seen == (-1, -1):
+            return
+        self.seen = size if self.seen == (0, 0) else (-1, -1)
+        self.window = self.seen if self.seen[0] > 0 else None
+        self.train_map.copy_(torch.tensor(self.seen))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        """A checkpoint without ``train_map`` (older, or another window) loads as unrecorded;
+        a module without the buffer ignores the key."""
+        key = prefix + "train_map"
+        if not self.learns_window:
+            state_dict.pop(key, None)
+        elif key not in state_dict:
+            state_dict[key] = torch.zeros(2, dtype=torch.long)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        if self.learns_window:
+            self.seen = tuple(int(v) for v in state_dict[key])
+            self.window = self.seen if self.seen[0] > 0 else None
+
     def pool(self, x: torch.Tensor, b: int) -> torch.Tensor:
         """Bin ``b``'s average-pooled grid of ``x``: ``b x b`` cells, or cells of
         ``window / b`` positions with a window."""
         if self.window is None:  # the module: export swaps it for an ONNX-friendly one
             return self.branches[self.bins.index(b)][0](x)
+        (wh, ww) = self.window
         if torch.jit.is_tracing():  # export: the grid from the traced size, not a constant
             h, w = torch._shape_as_tensor(x)[-2:]
-            rows = averaging_matrix(cell_count(h, b, self.window), h, x.transpose(-1, -2))
-            cols = averaging_matrix(cell_count(w, b, self.window), w, x)
+            rows = averaging_matrix(cell_count(h, b, wh), h, x.transpose(-1, -2))
+            cols = averaging_matrix(cell_count(w, b, ww), w, x)
             return rows @ x @ cols.transpose(0, 1)
-        return F.adaptive_avg_pool2d(x, [cell_count(n, b, self.window) for n in x.shape[-2:]])
+        h, w = x.shape[-2:]
+        return F.adaptive_avg_pool2d(x, [cell_count(h, b, wh), cell_count(w, b, ww)])
 
 
 def cell_count(length: Any, b: int, window: int) -> Any:
@@ -120,7 +159,8 @@ class PSPHead(nn.Module):
         channels: Width of the 3x3 conv (512).
         dropout: Dropout2d probability before the classifier.
         pool_norm: Normalisation of the ``1 x 1`` bin.
-        window: Fixed pooling cells (map positions), see :class:`PyramidPooling`.
+        window: Fixed pooling cells (map positions, or ``"train"``), see
+            :class:`PyramidPooling`.
     """
 
     def __init__(
@@ -131,7 +171,7 @@ class PSPHead(nn.Module):
         channels: int = 512,
         dropout: float = 0.1,
         pool_norm: str | None = "bn",
-        window: int | None = None,
+        window: int | str | None = None,
     ) -> None:
         super().__init__()
         self.ppm = PyramidPooling(in_channels, bins, pool_norm=pool_norm, window=window)
@@ -165,16 +205,21 @@ FIDELITY = Fidelity(
             "encoder_depth=None|3",
         ),
         Deviation(
-            "bins divide the whole input (the paper's formula; its models only see crops); "
-            "cells of a fixed size, the released Caffe models' fixed kernels, are an option",
-            "pool_window=None|pixels",
-            "a model trained on crops then pools cells of its training size on whole images",
+            "cells of the training maps' size on any input (the released Caffe models' fixed "
+            "kernels; the paper's code runs the network on crops only); None divides each input "
+            "(mmseg's and smp's adaptive bins)",
+            "pool_window=train|None|pixels",
+            "a model trained on crops pools whole images as it pooled its crops",
         ),
     ),
 )
 
 
-@register("pspnet", legacy={1: {"pool_norm": None}}, fidelity=FIDELITY)
+#: Up to version 3 the bins divided each input (``pool_window=None``); version 1 had no bin norm.
+PSP_LEGACY = {1: {"pool_norm": None}, 3: {"pool_window": None}}
+
+
+@register("pspnet", legacy=PSP_LEGACY, fidelity=FIDELITY)
 def build_pspnet(
     num_classes: int,
     in_channels: int = 3,
@@ -187,7 +232,7 @@ def build_pspnet(
     aux_head: bool = True,
     pool_norm: str | None = "bn",
     encoder_depth: int | None = None,
-    pool_window: int | None = None,
+    pool_window: int | str | None = "train",
 ) -> ContextModel:
     """PSPNet on a dilated encoder; ``aux_head`` supervises the stage before the last.
 
@@ -195,13 +240,21 @@ def build_pspnet(
     at batch 1). ``encoder_depth`` keeps that many encoder levels and does not build the rest:
     None (the paper) keeps all, dilated to ``output_stride``; 3 is smp's PSPNet (ResNet up to
     layer2, stride 8 without dilation, about a tenth of the training FLOPs on ResNet-18 at 128
-    px), whose auxiliary head then reads layer1. ``pool_window`` (pixels, a multiple of the
-    deepest map's stride; typically the training crop) fixes the pyramid cells' size, so whole
-    images are pooled as the crops were (see the module docstring); None divides each input.
+    px), whose auxiliary head then reads layer1. ``pool_window`` fixes the pyramid cells' size,
+    so whole images are pooled as the crops were (see the module docstring): ``"train"`` (the
+    default) takes the training maps' size, pixels (a multiple of the deepest map's stride)
+    give it; None divides each input.
     """
     encoder = context_encoder(encoder_name, in_channels, output_stride, weights, encoder_depth)
-    window = None
-    if pool_window is not None:
+    window = pool_window
+    if isinstance(pool_window, str) and pool_window != "train":
+        raise ValueError(
+            f"pool_window={pool_window!r}: give 'train' (the training maps' size), pixels (a "
+            f"multiple of the deepest map's stride {encoder.reductions[-1]}) or None."
+        )
+    if isinstance(pool_window, bool) or not isinstance(pool_window, (int, str, type(None))):
+        raise ValueError(f"pool_window={pool_window!r}: give 'train', pixels or None.")
+    if isinstance(pool_window, int):
         stride = encoder.reductions[-1]
         if pool_window <= 0 or pool_window % stride:
             raise ValueError(

@@ -15,7 +15,7 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
 #: Version of the architectures' defaults. A checkpoint records the version it was built with
 #: (``SegmentationTask(defaults_version=...)``); one written before the key existed is version 1.
-DEFAULTS_VERSION = 3
+DEFAULTS_VERSION = 4
 
 #: ``{name: {version: options}}``: the options that rebuild an older version's default network
 #: (registered with ``@register(name, legacy={1: {...}})`` beside the builder whose default

@@ -57,7 +57,7 @@ ALT: dict[Any, list[Any]] = {
     "base_channels": [8],
     "depth": [4],
     "encoder_depth": [3],
-    "pool_window": [48],  # 6 positions at stride 8: cells unlike the 9x11 map's bins
+    "pool_window": [48, None],  # 6 positions at stride 8: cells unlike the 9x11 map's bins
 }
 #: Options whose effect depends on a decision the weights make: forced here in both models.
 PROBES: dict[tuple[str, str], Any] = {
