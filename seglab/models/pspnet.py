@@ -130,7 +130,7 @@ class PyramidPooling(nn.Module):
         ``window / b`` positions with a window."""
         if self.window is None:  # the module: export swaps it for an ONNX-friendly one
             return self.branches[self.bins.index(b)][0](x)
-        (wh, ww) = self.window
+        wh, ww = self.window
         if torch.jit.is_tracing():  # export: the grid from the traced size, not a constant
             h, w = torch._shape_as_tensor(x)[-2:]
             rows = averaging_matrix(cell_count(h, b, wh), h, x.transpose(-1, -2))
@@ -247,13 +247,11 @@ def build_pspnet(
     """
     encoder = context_encoder(encoder_name, in_channels, output_stride, weights, encoder_depth)
     window = pool_window
-    if isinstance(pool_window, str) and pool_window != "train":
+    if pool_window not in (None, "train") and type(pool_window) is not int:
         raise ValueError(
             f"pool_window={pool_window!r}: give 'train' (the training maps' size), pixels (a "
             f"multiple of the deepest map's stride {encoder.reductions[-1]}) or None."
         )
-    if isinstance(pool_window, bool) or not isinstance(pool_window, (int, str, type(None))):
-        raise ValueError(f"pool_window={pool_window!r}: give 'train', pixels or None.")
     if isinstance(pool_window, int):
         stride = encoder.reductions[-1]
         if pool_window <= 0 or pool_window % stride:
